@@ -1,0 +1,43 @@
+"""Architecture adapters: one small class per family saying where each site lives.
+
+:func:`adapter_for` picks the adapter from ``config.model_type``. Adding a family means writing the
+module getters of :class:`~interp.arch.base.ArchAdapter` for its module tree.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from interp.arch.base import ArchAdapter, Dims, Location
+from interp.arch.gpt2 import GPT2Adapter
+from interp.arch.llama import LlamaAdapter
+from interp.arch.neox import NeoXAdapter
+from interp.errors import ModelLoadError
+
+ADAPTERS: dict[str, type[ArchAdapter]] = {
+    "gpt2": GPT2Adapter,
+    "llama": LlamaAdapter,
+    "mistral": LlamaAdapter,
+    "qwen2": LlamaAdapter,
+    "qwen3": LlamaAdapter,
+    "gemma": LlamaAdapter,
+    "gemma2": LlamaAdapter,
+    "gemma3_text": LlamaAdapter,
+    "gpt_neox": NeoXAdapter,
+}
+
+
+def adapter_for(hf_model: nn.Module) -> ArchAdapter:
+    """The adapter for a Hugging Face causal LM, chosen by ``config.model_type``."""
+    model_type = getattr(getattr(hf_model, "config", None), "model_type", None)
+    if model_type not in ADAPTERS:
+        raise ModelLoadError(
+            f"unsupported architecture {model_type!r}; supported model types: {sorted(ADAPTERS)}. "
+            "Add an adapter in interp/arch/ (see interp/arch/base.py) to support it."
+        )
+    adapter = ADAPTERS[model_type](hf_model)
+    adapter.family = model_type
+    return adapter
+
+
+__all__ = ["ADAPTERS", "ArchAdapter", "Dims", "Location", "adapter_for"]

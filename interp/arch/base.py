@@ -1,0 +1,230 @@
+"""Where each site lives in a Hugging Face module tree.
+
+An architecture adapter maps every site of the vocabulary (:mod:`interp.sites`) to a
+:class:`Location`: a module, whether the value is that module's output or its input, and two
+functions that turn the module's raw value into the site's tensor and back. Per-head sites are
+*views*: ``hook_q`` on a Llama is ``q_proj``'s output reshaped to ``(batch, pos, head, d_head)``;
+on GPT-2 it is a slice of the fused ``c_attn`` output. Writing a site rebuilds the raw value out of
+place, so gradients and later hooks see exactly the tensor that flows on.
+
+``hook_resid_mid`` is *derived*: most blocks never materialise it as a module's input or output that
+one could overwrite (GPT-2's ``ln_2`` input is a copy of it, not the stream). It is read as
+``resid_pre + attn_out`` at the attention contribution and written by setting the contribution to
+``new_resid_mid - resid_pre``, which makes the stream carry the new value.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from interp.attention import pattern_hook_point
+from interp.sites import BLOCK, Site, site_name
+
+
+def _first(raw: Any) -> torch.Tensor:
+    return raw[0] if isinstance(raw, tuple) else raw
+
+
+def _replace_first(raw: Any, value: torch.Tensor) -> Any:
+    return (value, *raw[1:]) if isinstance(raw, tuple) else value
+
+
+@dataclass(frozen=True)
+class Location:
+    """A site's place in the module tree.
+
+    Attributes:
+        module: the module whose input or output holds the site's value.
+        hook: ``"output"`` for a forward hook on the output, ``"input"`` for a pre-hook on the
+            first input (``hidden_states``).
+        read: raw value -> site tensor.
+        write: (raw value, new site tensor) -> new raw value, built out of place.
+        offset_layer: for derived ``resid_mid``: the block whose input is added to the raw value.
+    """
+
+    module: nn.Module
+    hook: Literal["output", "input"]
+    read: Callable[[Any], torch.Tensor] = _first
+    write: Callable[[Any, torch.Tensor], Any] = _replace_first
+    offset_layer: int | None = None
+
+
+def heads_view(n_heads: int) -> tuple[Callable[[Any], torch.Tensor], Callable[[Any, torch.Tensor], Any]]:
+    """Read/write pair that shows a ``(..., n_heads * d_head)`` value as ``(..., n_heads, d_head)``."""
+
+    def read(raw: Any) -> torch.Tensor:
+        return _first(raw).unflatten(-1, (n_heads, -1))
+
+    def write(raw: Any, value: torch.Tensor) -> Any:
+        return _replace_first(raw, value.flatten(-2))
+
+    return read, write
+
+
+def fused_slice_view(
+    n_heads: int, start: int, stop: int
+) -> tuple[Callable[[Any], torch.Tensor], Callable[[Any, torch.Tensor], Any]]:
+    """Read/write pair for heads stored in ``[start:stop]`` of a fused projection's last axis."""
+
+    def read(raw: torch.Tensor) -> torch.Tensor:
+        return raw[..., start:stop].unflatten(-1, (n_heads, -1))
+
+    def write(raw: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+        return torch.cat([raw[..., :start], value.flatten(-2).to(raw.dtype), raw[..., stop:]], dim=-1)
+
+    return read, write
+
+
+@dataclass
+class Dims:
+    """Sizes of a decoder-only transformer, in TransformerLens's names."""
+
+    n_layers: int
+    d_model: int
+    n_heads: int
+    n_kv_heads: int
+    d_head: int
+    d_mlp: int
+    d_vocab: int
+
+
+@dataclass
+class ArchAdapter(ABC):
+    """Base adapter: subclasses fill the module getters for one architecture family."""
+
+    hf_model: nn.Module
+    family: str = "base"
+    gated_mlp: bool = True
+    parallel_residual: bool = False
+    has_pos_embed: bool = False
+    dims: Dims = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.dims = self._dims()
+
+    # --- to be provided by each family -------------------------------------------------------
+    @abstractmethod
+    def _dims(self) -> Dims:
+        ...
+
+    @abstractmethod
+    def embed(self) -> nn.Module:
+        ...
+
+    def pos_embed(self) -> nn.Module:
+        """The learned position embedding; only called when ``has_pos_embed`` is set."""
+        raise AttributeError(f"{self.family} has no learned position embedding")
+
+    @abstractmethod
+    def layers(self) -> nn.ModuleList:
+        ...
+
+    @abstractmethod
+    def final_norm(self) -> nn.Module:
+        ...
+
+    @abstractmethod
+    def attention(self, layer: int) -> nn.Module:
+        ...
+
+    @abstractmethod
+    def qkv_location(self, layer: int, which: str) -> Location:
+        ...
+
+    @abstractmethod
+    def out_proj(self, layer: int) -> nn.Module:
+        ...
+
+    def attn_contribution(self, layer: int) -> nn.Module:
+        """The module whose output is what attention adds to the residual stream."""
+        return self.attention(layer)
+
+    @abstractmethod
+    def mlp_contribution(self, layer: int) -> nn.Module:
+        ...
+
+    @abstractmethod
+    def mlp_in(self, layer: int) -> nn.Module:
+        """The module whose output is ``mlp.hook_pre`` (the gate on gated MLPs)."""
+        ...
+
+    def mlp_up(self, layer: int) -> nn.Module:
+        """The up projection of a gated MLP; only called when ``gated_mlp`` is set."""
+        raise AttributeError(f"{self.family} has no gated MLP")
+
+    @abstractmethod
+    def mlp_down(self, layer: int) -> nn.Module:
+        ...
+
+    # --- shared ------------------------------------------------------------------------------
+    def site_names(self) -> list[str]:
+        """Every site this architecture has, in forward order."""
+        names = ["hook_embed"] + (["hook_pos_embed"] if self.has_pos_embed else [])
+        skip = set()
+        if not self.gated_mlp:
+            skip.add("mlp_pre_linear")
+        if self.parallel_residual:
+            skip.add("resid_mid")
+        for layer in range(self.dims.n_layers):
+            names += [site_name(kind, layer) for kind in BLOCK if kind not in skip]
+        return names + ["ln_final.hook_normalized", "logits"]
+
+    def n_heads_at(self, site: Site) -> int | None:
+        """Size of the head axis of a site (KV heads for k and v), or None without one."""
+        if site.kind in ("k", "v"):
+            return self.dims.n_kv_heads
+        if site.kind in ("q", "z", "pattern"):
+            return self.dims.n_heads
+        return None
+
+    def locate(self, site: Site) -> Location:
+        """Where ``site`` lives (``pattern``: the HookPoint of :mod:`interp.attention`)."""
+        kind, layer = site.kind, site.layer
+        if kind == "embed":
+            return Location(self.embed(), "output")
+        if kind == "pos_embed":
+            return Location(self.pos_embed(), "output")
+        if kind == "normalized":
+            return Location(self.final_norm(), "output")
+        if kind == "logits":
+            return Location(self.hf_model, "output", read=_read_logits, write=_write_logits)
+        assert layer is not None
+        if kind == "resid_pre":
+            return Location(self.layers()[layer], "input")
+        if kind == "resid_post":
+            return Location(self.layers()[layer], "output")
+        if kind in ("q", "k", "v"):
+            return self.qkv_location(layer, kind)
+        if kind == "pattern":
+            return Location(pattern_hook_point(self.attention(layer)), "output")
+        if kind == "z":
+            read, write = heads_view(self.dims.n_heads)
+            return Location(self.out_proj(layer), "input", read, write)
+        if kind == "attn_out":
+            return Location(self.attn_contribution(layer), "output")
+        if kind == "resid_mid":
+            return Location(self.attn_contribution(layer), "output", offset_layer=layer)
+        if kind == "mlp_pre":
+            return Location(self.mlp_in(layer), "output")
+        if kind == "mlp_pre_linear":
+            return Location(self.mlp_up(layer), "output")
+        if kind == "mlp_post":
+            return Location(self.mlp_down(layer), "input")
+        if kind == "mlp_out":
+            return Location(self.mlp_contribution(layer), "output")
+        raise KeyError(kind)
+
+
+def _read_logits(raw: Any) -> torch.Tensor:
+    return raw.logits
+
+
+def _write_logits(raw: Any, value: torch.Tensor) -> Any:
+    raw.logits = value
+    return raw

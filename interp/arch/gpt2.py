@@ -1,0 +1,64 @@
+"""Adapter for GPT-2: learned positions, a fused ``c_attn`` (q | k | v along the last axis) and a
+plain GELU MLP (``c_fc`` -> act -> ``c_proj``). Conv1D layers keep their weights transposed, which
+does not matter here since every site is an activation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from interp.arch.base import ArchAdapter, Dims, Location, fused_slice_view
+
+
+@dataclass
+class GPT2Adapter(ArchAdapter):
+    family: str = "gpt2"
+    gated_mlp: bool = False
+    has_pos_embed: bool = True
+
+    def _dims(self) -> Dims:
+        config = self.hf_model.config
+        return Dims(
+            n_layers=config.n_layer,
+            d_model=config.n_embd,
+            n_heads=config.n_head,
+            n_kv_heads=config.n_head,
+            d_head=config.n_embd // config.n_head,
+            d_mlp=config.n_inner or 4 * config.n_embd,
+            d_vocab=config.vocab_size,
+        )
+
+    def embed(self) -> nn.Module:
+        return self.hf_model.transformer.wte
+
+    def pos_embed(self) -> nn.Module:
+        return self.hf_model.transformer.wpe
+
+    def layers(self) -> nn.ModuleList:
+        return self.hf_model.transformer.h
+
+    def final_norm(self) -> nn.Module:
+        return self.hf_model.transformer.ln_f
+
+    def attention(self, layer: int) -> nn.Module:
+        return self.layers()[layer].attn
+
+    def qkv_location(self, layer: int, which: str) -> Location:
+        d_model = self.dims.d_model
+        start = "qkv".index(which) * d_model
+        read, write = fused_slice_view(self.dims.n_heads, start, start + d_model)
+        return Location(self.attention(layer).c_attn, "output", read, write)
+
+    def out_proj(self, layer: int) -> nn.Module:
+        return self.attention(layer).c_proj
+
+    def mlp_contribution(self, layer: int) -> nn.Module:
+        return self.layers()[layer].mlp
+
+    def mlp_in(self, layer: int) -> nn.Module:
+        return self.layers()[layer].mlp.c_fc
+
+    def mlp_down(self, layer: int) -> nn.Module:
+        return self.layers()[layer].mlp.c_proj

@@ -1,0 +1,36 @@
+"""Exceptions the workbench raises.
+
+Every error names what was wrong and how to fix it. They all derive from :class:`InterpError`, so a
+caller can catch the workbench's own failures apart from bugs elsewhere.
+"""
+
+
+class InterpError(Exception):
+    """Base class of every error the workbench raises on purpose."""
+
+
+class UnknownSiteError(InterpError, KeyError):
+    """A site name that is not in the model's site list."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; show it plainly
+        return str(self.args[0]) if self.args else ""
+
+
+class InterventionError(InterpError, ValueError):
+    """An intervention that cannot be applied (bad positions, heads, rows or shapes)."""
+
+
+class HookNotFiredError(InterpError, RuntimeError):
+    """A hook was registered at a site but the forward pass never reached it."""
+
+
+class TokenizationError(InterpError, ValueError):
+    """Prompts that cannot be tokenised as asked (e.g. clean/corrupt pairs of different lengths)."""
+
+
+class ModelLoadError(InterpError, RuntimeError):
+    """A model that cannot be loaded (missing package, unsupported architecture, bad path)."""
+
+
+class ModelStateError(InterpError, RuntimeError):
+    """The model is in a state that would give wrong numbers (e.g. training mode)."""

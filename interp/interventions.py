@@ -1,0 +1,274 @@
+"""Interventions: values that say how to change a site's activations during a forward pass.
+
+An intervention is data, not a closure: a frozen dataclass naming the site, what to do (patch in a
+source, add a scaled vector, scale, zero, mean-ablate, replace by a function) and which part of the
+site to touch (``positions``, ``heads`` and batch ``rows``; None means all). Any number of them
+compose in one forward, applied in the order given. They round-trip through JSON + safetensors with
+:func:`save_interventions` / :func:`load_interventions` (never pickle), so a sweep's plan can be
+written down, resumed and shared.
+
+Selection is a boolean mask over the site's axes, and the new value is
+``where(mask, new, old)``: untouched entries keep their exact bits, and the operation is
+differentiable, so interventions and gradient capture combine.
+
+Positions index the *padded* sequence; with left padding the last token is position ``-1`` for every
+prompt, which is why negative positions are the natural way to address prompts of mixed length.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+import importlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from jaxtyping import Float
+from safetensors.torch import load_file, save_file
+
+from interp.errors import InterventionError
+from interp.sites import Site
+
+Selector = Sequence[int] | None
+
+
+def _check_indices(indices: Sequence[int], size: int, what: str, site: Site) -> list[int]:
+    checked = [int(i) for i in indices]
+    bad = [i for i in checked if not -size <= i < size]
+    if bad:
+        raise InterventionError(
+            f"{what} {bad} out of range for site {site.name!r}, whose {what} axis has size {size} "
+            f"(valid: 0..{size - 1}, or negative from the end)"
+        )
+    return checked
+
+
+def _axis_mask(indices: Selector, size: int, what: str, site: Site, device: torch.device) -> torch.Tensor | None:
+    if indices is None:
+        return None
+    mask = torch.zeros(size, dtype=torch.bool, device=device)
+    mask[_check_indices(indices, size, what, site)] = True
+    return mask
+
+
+@dataclass(frozen=True, kw_only=True)
+class Intervention(ABC):
+    """Base class: a site, a selection, and :meth:`new_value` to compute the replacement."""
+
+    site: str
+    positions: Selector = None
+    heads: Selector = None
+    rows: Selector = None
+
+    kind: ClassVar[str] = "intervention"
+    _tensor_fields: ClassVar[tuple[str, ...]] = ()
+
+    @abstractmethod
+    def new_value(self, value: torch.Tensor, site: Site) -> torch.Tensor:
+        """The site's new value everywhere; :meth:`apply` keeps it only where selected."""
+
+    def selection_mask(self, value: torch.Tensor, site: Site) -> torch.Tensor | None:
+        """Boolean mask broadcastable to ``value`` (None means the whole tensor)."""
+        if self.heads is not None and site.head_axis is None:
+            raise InterventionError(f"heads= given for site {site.name!r}, which has no head axis ({site.axes})")
+        axes = [(0, self.rows, "rows"), (site.pos_axis, self.positions, "positions")]
+        if site.head_axis is not None:
+            axes.append((site.head_axis, self.heads, "heads"))
+        mask = None
+        for axis, indices, what in axes:
+            axis_mask = _axis_mask(indices, value.shape[axis], what, site, value.device)
+            if axis_mask is None:
+                continue
+            shape = [1] * value.ndim
+            shape[axis] = value.shape[axis]
+            axis_mask = axis_mask.view(shape)
+            mask = axis_mask if mask is None else mask & axis_mask
+        return mask
+
+    def apply(self, value: torch.Tensor, site: Site) -> torch.Tensor:
+        """Return the site's value after this intervention (out of place)."""
+        mask = self.selection_mask(value, site)
+        new = self.new_value(value, site)
+        if new.shape != value.shape:
+            new = _broadcast(new, value, site, self.kind)
+        return new if mask is None else torch.where(mask, new, value)
+
+    # --- serialisation -----------------------------------------------------------------------
+    def to_dict(self, tensor_prefix: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """JSON-able fields plus the tensors to store under ``tensor_prefix``."""
+        record: dict[str, Any] = {"kind": self.kind}
+        tensors: dict[str, torch.Tensor] = {}
+        for f in dataclasses.fields(self):
+            raw = getattr(self, f.name)
+            if f.name in self._tensor_fields:
+                key = f"{tensor_prefix}.{f.name}"
+                tensors[key] = raw.detach().cpu().contiguous()
+                record[f.name] = {"tensor": key}
+            elif isinstance(raw, Sequence) and not isinstance(raw, str):
+                record[f.name] = [int(i) for i in raw]
+            else:
+                record[f.name] = raw
+        return record, tensors
+
+
+def _broadcast(new: torch.Tensor, value: torch.Tensor, site: Site, kind: str) -> torch.Tensor:
+    try:
+        return new.expand_as(value)
+    except RuntimeError:
+        raise InterventionError(
+            f"{kind} at {site.name!r}: a value of shape {tuple(new.shape)} does not broadcast to the "
+            f"site's shape {tuple(value.shape)} (axes {site.axes})"
+        ) from None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Patch(Intervention):
+    """Replace the selected entries by ``source`` (same shape as the site, or broadcastable)."""
+
+    source: Float[torch.Tensor, "..."]
+    kind: ClassVar[str] = "patch"
+    _tensor_fields: ClassVar[tuple[str, ...]] = ("source",)
+
+    def new_value(self, value: torch.Tensor, site: Site) -> torch.Tensor:
+        if self.source.ndim == value.ndim and self.source.shape[1:] != value.shape[1:]:
+            raise InterventionError(
+                f"patch at {site.name!r}: source shape {tuple(self.source.shape)} does not match the site's "
+                f"shape {tuple(value.shape)} (axes {site.axes}); clean and corrupt prompts must have the same "
+                "token length, and the source must be captured without a positions filter"
+            )
+        if self.source.ndim == value.ndim and self.source.shape[0] not in (1, value.shape[0]):
+            raise InterventionError(
+                f"patch at {site.name!r}: source batch {self.source.shape[0]} != run batch {value.shape[0]}"
+            )
+        return self.source.to(device=value.device, dtype=value.dtype)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Add(Intervention):
+    """Add ``scale * vector`` (a steering vector of the site's last axis, or any broadcastable)."""
+
+    vector: Float[torch.Tensor, "..."]
+    scale: float = 1.0
+    kind: ClassVar[str] = "add"
+    _tensor_fields: ClassVar[tuple[str, ...]] = ("vector",)
+
+    def new_value(self, value: torch.Tensor, site: Site) -> torch.Tensor:
+        return value + self.scale * _broadcast(self.vector.to(device=value.device, dtype=value.dtype), value, site, self.kind)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Scale(Intervention):
+    """Multiply the selected entries by ``factor``."""
+
+    factor: float
+    kind: ClassVar[str] = "scale"
+
+    def new_value(self, value: torch.Tensor, site: Site) -> torch.Tensor:
+        return value * self.factor
+
+
+@dataclass(frozen=True, kw_only=True)
+class Zero(Intervention):
+    """Set the selected entries to zero (zero-ablation)."""
+
+    kind: ClassVar[str] = "zero"
+
+    def new_value(self, value: torch.Tensor, site: Site) -> torch.Tensor:
+        return torch.zeros_like(value)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MeanAblate(Intervention):
+    """Replace the selected entries by a mean activation (e.g. over a reference dataset).
+
+    ``mean`` broadcasts to the site: shape ``(pos, ...)`` for a per-position mean, or the site's
+    trailing axes for one mean everywhere. :meth:`from_activations` computes it.
+    """
+
+    mean: Float[torch.Tensor, "..."]
+    kind: ClassVar[str] = "mean_ablate"
+    _tensor_fields: ClassVar[tuple[str, ...]] = ("mean",)
+
+    def new_value(self, value: torch.Tensor, site: Site) -> torch.Tensor:
+        return _broadcast(self.mean.to(device=value.device, dtype=value.dtype), value, site, self.kind)
+
+    @classmethod
+    def from_activations(
+        cls, site: str, activations: torch.Tensor, per_position: bool = False, **selection: Any
+    ) -> MeanAblate:
+        """Mean over the batch (and over positions unless ``per_position``) of captured activations."""
+        mean = activations.mean(dim=0) if per_position else activations.flatten(0, 1).mean(dim=0)
+        return cls(site=site, mean=mean, **selection)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Replace(Intervention):
+    """Replace the selected entries by ``fn(value, site_name)``.
+
+    ``fn`` must be a module-level function for the intervention to be saved (it is stored by its
+    import path); lambdas and closures work in memory but refuse to serialise.
+    """
+
+    fn: Callable[[torch.Tensor, str], torch.Tensor]
+    kind: ClassVar[str] = "replace"
+
+    def new_value(self, value: torch.Tensor, site: Site) -> torch.Tensor:
+        return self.fn(value, site.name)
+
+    def to_dict(self, tensor_prefix: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        path = f"{self.fn.__module__}:{self.fn.__qualname__}"
+        if "<" in path:
+            raise InterventionError(
+                f"Replace at {self.site!r}: {path} is a lambda or closure and cannot be saved; "
+                "use a module-level function"
+            )
+        record, tensors = Intervention.to_dict(dataclasses.replace(self, fn=_identity), tensor_prefix)
+        record["fn"] = path
+        return record, tensors
+
+
+def _identity(value: torch.Tensor, site: str) -> torch.Tensor:
+    return value
+
+
+KINDS: dict[str, type[Intervention]] = {
+    cls.kind: cls for cls in (Patch, Add, Scale, Zero, MeanAblate, Replace)
+}
+
+
+def save_interventions(interventions: Sequence[Intervention], path: str | Path) -> None:
+    """Write interventions to ``path`` (a directory): ``interventions.json`` + ``.safetensors``."""
+    directory = Path(path)
+    directory.mkdir(parents=True, exist_ok=True)
+    records, tensors = [], {}
+    for index, intervention in enumerate(interventions):
+        record, stored = intervention.to_dict(f"i{index}")
+        records.append(record)
+        tensors.update(stored)
+    save_file(tensors, str(directory / "interventions.safetensors"))
+    (directory / "interventions.json").write_text(json.dumps(records, indent=2))
+
+
+def load_interventions(path: str | Path) -> list[Intervention]:
+    """Read interventions written by :func:`save_interventions`."""
+    directory = Path(path)
+    tensors = load_file(str(directory / "interventions.safetensors"))
+    loaded: list[Intervention] = []
+    for record in json.loads((directory / "interventions.json").read_text()):
+        record = dict(record)
+        cls = KINDS[record.pop("kind")]
+        for name, raw in list(record.items()):
+            if isinstance(raw, dict) and "tensor" in raw:
+                record[name] = tensors[raw["tensor"]]
+        if cls is Replace:
+            module, qualname = record["fn"].split(":")
+            target: Any = importlib.import_module(module)
+            for part in qualname.split("."):
+                target = getattr(target, part)
+            record["fn"] = target
+        loaded.append(cls(**record))
+    return loaded

