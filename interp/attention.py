@@ -11,7 +11,11 @@ and the value mixing. We register our own eager attention function with transfor
     z       = pattern @ v
 
 The HookPoint is an identity module attached to each attention module, so reading and writing the
-pattern is an ordinary forward hook. The model switches to this implementation only for a forward
+pattern is an ordinary forward hook. Models that already run HF's eager attention (Gemma 2) are
+switched to this function for good (:func:`replace_hf_eager`): it is the same computation, bit for
+bit in float32, but HF's eager computes the softmax in float32 even for a float64 model, which turns
+the float64 mask minimum into -inf, fully masked padding rows into NaN, and every gradient of a
+padded batch into NaN; ours takes the softmax in the wider of the two dtypes. The model switches to this implementation only for a forward
 that touches a pattern site (DESIGN.md: eager attention only when asked), and switches back after.
 """
 
@@ -61,7 +65,9 @@ def interp_eager_attention(
             scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
         else:
             scores = scores + attention_mask[..., : key.shape[-2]]
-    pattern = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    # softmax in at least float32; never *down*cast (HF's eager casts float64 scores to float32,
+    # turning float64 masks into -inf and fully masked pad rows into NaN gradients)
+    pattern = torch.softmax(scores, dim=-1, dtype=torch.promote_types(query.dtype, torch.float32)).to(query.dtype)
     hook_point = getattr(module, HOOK_POINT, None)
     if hook_point is not None:
         pattern = hook_point(pattern)
@@ -94,3 +100,11 @@ def eager_patterns(hf_model: nn.Module) -> Iterator[None]:
     finally:
         for config, old in zip(unique, previous, strict=True):
             config._attn_implementation = old
+
+
+def replace_hf_eager(hf_model: nn.Module) -> None:
+    """Switch a model that uses HF's eager attention to :func:`interp_eager_attention`."""
+    for module in hf_model.modules():
+        config = getattr(module, "config", None)
+        if config is not None and getattr(config, "_attn_implementation", None) == "eager":
+            config._attn_implementation = IMPLEMENTATION

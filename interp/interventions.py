@@ -44,7 +44,7 @@ def _check_indices(indices: Sequence[int], size: int, what: str, site: Site) -> 
             f"{what} {bad} out of range for site {site.name!r}, whose {what} axis has size {size} "
             f"(valid: 0..{size - 1}, or negative from the end)"
         )
-    return checked
+    return [i % size for i in checked]
 
 
 def _axis_mask(indices: Selector, size: int, what: str, site: Site, device: torch.device) -> torch.Tensor | None:

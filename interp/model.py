@@ -22,6 +22,7 @@ from jaxtyping import Float
 from torch import nn
 
 from interp.arch import adapter_for
+from interp.attention import replace_hf_eager
 from interp.cache import ActivationCache
 from interp.errors import ModelStateError, TokenizationError
 from interp.hooks import HookSession
@@ -42,6 +43,7 @@ class Model:
         self.name = name or getattr(hf_model.config, "_name_or_path", None) or hf_model.config.model_type
         self.prepend_bos = prepend_bos
         self.arch = adapter_for(hf_model)
+        replace_hf_eager(hf_model)
         self.sites: list[str] = self.arch.site_names()
         self._site_set = frozenset(self.sites)
 

@@ -1,0 +1,40 @@
+"""Shared fixtures: tiny random models of every family (fast), and the embedded default (slow)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import interp  # noqa: E402
+from interp.models.tiny import TINY_MODELS  # noqa: E402
+
+PROMPTS = [
+    "When Mary and John went to the store, John gave a drink to",
+    "Then, Alice and Bob had a long talk at the park. Bob handed the",
+    "After the lunch, Tom and",
+]
+
+
+@pytest.fixture(params=TINY_MODELS)
+def tiny(request: pytest.FixtureRequest) -> interp.Model:
+    return interp.load_model(request.param)
+
+
+@pytest.fixture(params=TINY_MODELS)
+def tiny64(request: pytest.FixtureRequest) -> interp.Model:
+    return interp.load_model(request.param, dtype=torch.float64)
+
+
+@pytest.fixture(scope="session")
+def smollm() -> interp.Model:
+    return interp.load_model("smollm2-135m")
+
+
+def no_hooks_left(model: interp.Model) -> bool:
+    return all(
+        not (m._forward_hooks or m._forward_pre_hooks or m._backward_hooks) for m in model.hf.modules()
+    )
