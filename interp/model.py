@@ -16,6 +16,7 @@ construction and a run in training mode is refused, since dropout would make eve
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from jaxtyping import Float
@@ -118,20 +119,29 @@ class Model:
         """Context manager applying interventions and capturing sites for every forward inside."""
         return HookSession(self, interventions, capture, positions, device, dtype, grad_sites)
 
-    def forward(self, batch: TokenBatch, session: HookSession | None = None) -> Float[torch.Tensor, "batch pos vocab"]:
+    def forward(
+        self, batch: TokenBatch, session: HookSession | None = None, **hf_kwargs: Any
+    ) -> Float[torch.Tensor, "batch pos vocab"]:
         """One forward pass of a token batch (inside ``session``'s hooks, if given)."""
-        if self.hf.training:
-            raise ModelStateError("the model is in training mode (dropout on); call model.hf.eval() first")
-        before = session.start_forward() if session is not None else None
-        output = self.hf(
+        hf_kwargs.setdefault("use_cache", False)
+        output = self.call(
+            session,
             input_ids=batch.input_ids,
             attention_mask=batch.attention_mask,
             position_ids=batch.position_ids,
-            use_cache=False,
+            **hf_kwargs,
         )
+        return output.logits
+
+    def call(self, session: HookSession | None = None, **hf_kwargs: Any) -> Any:
+        """Call the HF model with raw keyword arguments, checking eval mode and that hooks fired."""
+        if self.hf.training:
+            raise ModelStateError("the model is in training mode (dropout on); call model.hf.eval() first")
+        before = session.start_forward() if session is not None else None
+        output = self.hf(**hf_kwargs)
         if session is not None and before is not None:
             session.check_fired(before)
-        return output.logits
+        return output
 
     def run(self, inputs: Inputs, interventions: Sequence[Intervention] = ()) -> Float[torch.Tensor, "batch pos vocab"]:
         """Logits of ``inputs`` with ``interventions`` applied (no gradients)."""
