@@ -1,0 +1,133 @@
+"""Patching results: per-example metric values on a grid of cells with named axes.
+
+A sweep's result keeps every example's metric for every cell, plus the metric on the unpatched
+clean and corrupt runs, so any summary can be recomputed. The usual summary is the *normalised*
+metric, ``(m - m_corrupt) / (m_clean - m_corrupt)``: 1 means the patch restores clean behaviour,
+0 means it has the corrupt run's behaviour. The baselines are the batch means of the clean and
+corrupt metrics (as in the IOI literature, algorithms.md 0.1), so each example's normalised value
+is on one shared scale and their mean is the normalised mean; per-example baselines would divide
+by near-zero differences on examples the model barely distinguishes.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pandas as pd
+import torch
+from jaxtyping import Float
+
+from interp.errors import InterpError
+from interp.patching.engine import Cost
+
+
+@dataclass
+class PatchingResult:
+    """Values of a patching sweep.
+
+    Attributes:
+        sweep: sweep name (``"resid_pre"``, ``"head_z"``, ... or ``"cells"``).
+        axes: names of the grid axes, e.g. ``("layer", "pos")``.
+        coords: the labels of each axis (layer / position / head / neuron indices).
+        values: the metric per example and cell, shape ``(example, *grid)``.
+        clean, corrupt: the metric on the unpatched clean and corrupt runs, per example.
+        metric, direction: what was measured and which way it was patched.
+        cost: forward passes and FLOPs used, next to a naive sweep's.
+        position_labels: a token label for each position (for figure axes), if known.
+        meta: free-form provenance (model, task).
+    """
+
+    sweep: str
+    axes: tuple[str, ...]
+    coords: dict[str, list[int]]
+    values: Float[torch.Tensor, "example ..."]
+    clean: Float[torch.Tensor, " example"]
+    corrupt: Float[torch.Tensor, " example"]
+    metric: str
+    direction: str
+    cost: Cost = field(default_factory=Cost)
+    position_labels: list[str] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def grid_shape(self) -> tuple[int, ...]:
+        return tuple(self.values.shape[1:])
+
+    def normalized(self) -> Float[torch.Tensor, "example ..."]:
+        """Per-example values on the clean = 1, corrupt = 0 scale (batch-mean baselines)."""
+        clean, corrupt = self.clean.mean(), self.corrupt.mean()
+        gap = clean - corrupt
+        if gap.abs() < 1e-6 * max(1.0, float(clean.abs())):
+            raise InterpError(
+                f"clean and corrupt mean {self.metric} are equal ({float(clean):.4g}): the corruption does not "
+                "change the behaviour, so normalised values are undefined; use the raw values"
+            )
+        return (self.values - corrupt) / gap
+
+    def mean(self, normalized: bool = True) -> Float[torch.Tensor, "..."]:
+        """Mean over examples of each cell."""
+        return (self.normalized() if normalized else self.values).mean(dim=0)
+
+    def sem(self, normalized: bool = True) -> Float[torch.Tensor, "..."]:
+        """Standard error of the mean over examples of each cell."""
+        data = self.normalized() if normalized else self.values
+        n = data.shape[0]
+        return data.std(dim=0, unbiased=True) / n**0.5 if n > 1 else torch.zeros_like(data[0])
+
+    def to_frame(self) -> pd.DataFrame:
+        """Long table: one row per (example, cell) with the axis labels, raw and normalised values."""
+        grid = list(itertools.product(*(self.coords[a] for a in self.axes)))
+        n_examples = self.values.shape[0]
+        raw = self.values.reshape(n_examples, -1)
+        normalized = self.normalized().reshape(n_examples, -1)
+        columns: dict[str, Any] = {"example": [e for e in range(n_examples) for _ in grid]}
+        for axis_index, axis in enumerate(self.axes):
+            columns[axis] = [point[axis_index] for _ in range(n_examples) for point in grid]
+        columns["value"] = raw.flatten().tolist()
+        columns["normalized"] = normalized.flatten().tolist()
+        return pd.DataFrame(columns)
+
+    def summary_frame(self) -> pd.DataFrame:
+        """One row per cell: mean and standard error, raw and normalised."""
+        grid = list(itertools.product(*(self.coords[a] for a in self.axes)))
+        frame = pd.DataFrame(grid, columns=list(self.axes))
+        frame["mean"] = self.mean(normalized=False).flatten().tolist()
+        frame["sem"] = self.sem(normalized=False).flatten().tolist()
+        frame["normalized_mean"] = self.mean().flatten().tolist()
+        frame["normalized_sem"] = self.sem().flatten().tolist()
+        return frame
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able description (everything but the tensors)."""
+        return {
+            "sweep": self.sweep,
+            "axes": list(self.axes),
+            "coords": self.coords,
+            "metric": self.metric,
+            "direction": self.direction,
+            "cost": asdict(self.cost),
+            "position_labels": self.position_labels,
+            "meta": self.meta,
+        }
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {"values": self.values.contiguous(), "clean": self.clean.contiguous(), "corrupt": self.corrupt.contiguous()}
+
+    @classmethod
+    def from_parts(cls, description: dict[str, Any], tensors: dict[str, torch.Tensor]) -> PatchingResult:
+        """Rebuild a result from :meth:`describe` and :meth:`tensors`."""
+        return cls(
+            sweep=description["sweep"],
+            axes=tuple(description["axes"]),
+            coords={k: list(v) for k, v in description["coords"].items()},
+            values=tensors["values"],
+            clean=tensors["clean"],
+            corrupt=tensors["corrupt"],
+            metric=description["metric"],
+            direction=description["direction"],
+            cost=Cost(**description["cost"]),
+            position_labels=description.get("position_labels"),
+            meta=description.get("meta", {}),
+        )

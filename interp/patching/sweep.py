@@ -1,0 +1,131 @@
+"""One-call patching: named sweeps and arbitrary cell lists, returning :class:`PatchingResult`.
+
+    >>> task = interp.tasks.ioi_task(model, n=32)
+    >>> result = patch_sweep(model, task, "resid_pre")            # (layer, pos), denoising
+    >>> result.mean()                                              # normalised, clean = 1
+    >>> heads = patch_sweep(model, task, "head_z", direction="noising")
+
+Sweeps: ``resid_pre``, ``resid_mid``, ``resid_post``, ``attn_out``, ``mlp_out`` by (layer, pos);
+``head_{z,q,k,v}`` by (layer, head) over all positions and ``head_{z,q,k,v}_by_pos`` by
+(layer, head, pos); ``head_pattern`` by (layer, head); ``neuron`` by (layer, neuron) at all positions.
+:func:`patch_cells` takes any list of cells, or of cell tuples patched jointly (path-style).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from interp.model import Model
+from interp.patching.cells import Cell, CellGroup, sweep_cells
+from interp.patching.engine import Direction, PatchingEngine, TaskMetric
+from interp.patching.result import PatchingResult
+
+
+def _metric(metric: str | TaskMetric) -> tuple[str, TaskMetric]:
+    if isinstance(metric, str):
+        from interp.tasks import get_metric
+
+        return metric, get_metric(metric)
+    return getattr(metric, "__name__", "custom"), metric
+
+
+def position_labels(model: Model, task: Any) -> list[str]:
+    """A label per position: the token of the first clean prompt there (``pad`` before it starts)."""
+    ids = task.clean.input_ids[0].tolist()
+    mask = task.clean.attention_mask[0].tolist()
+    return [f"{i}:{model.tokenizer.decode([t])}" if m else f"{i}:<pad>" for i, (t, m) in enumerate(zip(ids, mask, strict=True))]
+
+
+def make_engine(
+    model: Model,
+    task: Any,
+    metric: str | TaskMetric = "logit_diff",
+    direction: Direction = "denoising",
+    prefix_reuse: bool = True,
+    max_rows: int | None = None,
+) -> tuple[str, PatchingEngine]:
+    """The engine for a task and metric (and the metric's name)."""
+    name, function = _metric(metric)
+    return name, PatchingEngine(model, task, function, direction, prefix_reuse=prefix_reuse, max_rows=max_rows)
+
+
+def sweep_groups(
+    model: Model,
+    task: Any,
+    sweep: str,
+    layers: Sequence[int] | None = None,
+    positions: Sequence[int] | None = None,
+    heads: Sequence[int] | None = None,
+    neurons: Sequence[int] | None = None,
+) -> tuple[list[CellGroup], tuple[str, ...], dict[str, list[int]]]:
+    """The cell groups, axes and coordinates of a named sweep on a task."""
+    dims = model.dims
+    return sweep_cells(
+        sweep, dims.n_layers, task.clean.shape[1], dims.n_heads, dims.n_kv_heads, dims.d_mlp,
+        layers=layers, positions=positions, heads=heads, neurons=neurons,
+    )
+
+
+def patch_sweep(
+    model: Model,
+    task: Any,
+    sweep: str,
+    metric: str | TaskMetric = "logit_diff",
+    direction: Direction = "denoising",
+    layers: Sequence[int] | None = None,
+    positions: Sequence[int] | None = None,
+    heads: Sequence[int] | None = None,
+    neurons: Sequence[int] | None = None,
+    prefix_reuse: bool = True,
+    max_rows: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> PatchingResult:
+    """Run a named sweep exactly (see the module docstring for the sweeps)."""
+    groups, axes, coords = sweep_groups(model, task, sweep, layers, positions, heads, neurons)
+    metric_name, engine = make_engine(model, task, metric, direction, prefix_reuse, max_rows)
+    values = engine.run(groups, progress)
+    grid = [len(coords[a]) for a in axes]
+    return PatchingResult(
+        sweep=sweep,
+        axes=axes,
+        coords=coords,
+        values=values.T.reshape(-1, *grid),
+        metric=metric_name,
+        direction=direction,
+        cost=engine.cost,
+        position_labels=position_labels(model, task),
+        meta={"model": model.name, "task": getattr(task, "name", None)},
+        **engine.baselines,
+    )
+
+
+def patch_cells(
+    model: Model,
+    task: Any,
+    cells: Sequence[Cell | Sequence[Cell]],
+    metric: str | TaskMetric = "logit_diff",
+    direction: Direction = "denoising",
+    prefix_reuse: bool = True,
+    max_rows: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> PatchingResult:
+    """Patch each entry of ``cells`` (a cell, or a tuple of cells patched together) separately."""
+    groups = [(c,) if isinstance(c, Cell) else tuple(c) for c in cells]
+    for group in groups:
+        for cell in group:
+            model.site(cell.site)
+    metric_name, engine = make_engine(model, task, metric, direction, prefix_reuse, max_rows)
+    values = engine.run(groups, progress)
+    return PatchingResult(
+        sweep="cells",
+        axes=("cell",),
+        coords={"cell": list(range(len(groups)))},
+        values=values.T,
+        metric=metric_name,
+        direction=direction,
+        cost=engine.cost,
+        position_labels=position_labels(model, task),
+        meta={"model": model.name, "task": getattr(task, "name", None), "cells": [[vars(c) for c in g] for g in groups]},
+        **engine.baselines,
+    )
