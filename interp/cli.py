@@ -1,13 +1,33 @@
-"""The ``interp`` command line.
+"""The ``interp`` command line: batch patching sweeps, the runs store, and the demo.
 
-Sub-commands live next to the code they drive and are mounted here.
+Sub-commands that belong to one method live next to its code and are mounted here.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from interp.errors import InterpError
 
 app = typer.Typer(help="Mechanistic interpretability workbench.", no_args_is_help=True, add_completion=False)
+console = Console()
+
+
+def _fail(error: Exception) -> None:
+    console.print(f"[red]error:[/red] {error}")
+    raise typer.Exit(code=2)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TimeRemainingColumn(), console=console,
+    )
 
 
 @app.command()
@@ -15,10 +35,72 @@ def sites(model: str = typer.Argument("smollm2-135m", help="model name or path")
     """List the sites of a model, in forward order."""
     from interp.models import load_model
 
-    loaded = load_model(model)
-    typer.echo(repr(loaded))
+    try:
+        loaded = load_model(model)
+    except InterpError as error:
+        _fail(error)
+    console.print(repr(loaded))
     for name in loaded.sites:
-        typer.echo(name)
+        console.print(name)
+
+
+@app.command()
+def patch(
+    config: Path = typer.Argument(..., help="YAML or TOML sweep config (see data/*.yaml)"),
+    resume: bool = typer.Option(False, "--resume", help="continue the newest unfinished run of this config"),
+    device: str = typer.Option(None, "--device", help="override the config's device (cpu, cuda, cuda:1)"),
+    dtype: str = typer.Option(None, "--dtype", help="override the config's dtype (float32, float64, bfloat16)"),
+    out: Path = typer.Option(None, "--out", help="runs root (default: $INTERP_RUNS_DIR or data/runs)"),
+) -> None:
+    """Run the activation patching sweeps of CONFIG into the runs store (resumable)."""
+    from interp.patching.config import load_config
+    from interp.patching.runner import run_config
+    from interp.runs import RunStore
+
+    try:
+        settings = load_config(config, {"device": device, "dtype": dtype})
+        store = RunStore(out)
+        with _progress() as bar:
+            task_id = bar.add_task("patching", total=None)
+
+            def advance(done: int, total: int) -> None:
+                bar.update(task_id, completed=done, total=total)
+
+            run = run_config(settings, store, resume=resume, progress=advance)
+    except InterpError as error:
+        _fail(error)
+    summary = run.manifest.get("summary", {})
+    table = Table(title=f"run {run.id}")
+    for column in ("result", "forwards", "FLOP fraction", "seconds", "top cell (normalised)"):
+        table.add_column(column)
+    for name, numbers in summary.items():
+        top = numbers["top_cells"][0] if numbers["top_cells"] else {}
+        table.add_row(
+            name, str(int(numbers["forward_passes"])), f"{numbers['flop_fraction']:.3f}", f"{numbers['seconds']:.1f}",
+            ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in top.items()),
+        )
+    console.print(table)
+    console.print(f"wrote {run.path}")
+    console.print(f"browse it with: interp app --runs {store.root}")
+
+
+@app.command()
+def runs(
+    kind: str = typer.Option(None, "--kind", help="only runs of this kind (patching, sae, ...)"),
+    root: Path = typer.Option(None, "--root", help="runs root (default: $INTERP_RUNS_DIR or data/runs)"),
+) -> None:
+    """List the runs in the store, newest first."""
+    from interp.runs import RunStore
+
+    store = RunStore(root)
+    table = Table(title=str(store.root))
+    for column in ("id", "kind", "status", "model", "dataset", "created"):
+        table.add_column(column)
+    for info in store.list(kind=kind):
+        model = info.model.get("name") if isinstance(info.model, dict) else info.model
+        dataset = info.dataset.get("name") if isinstance(info.dataset, dict) else info.dataset
+        table.add_row(info.id, str(info.kind), info.status, str(model), str(dataset), str(info.created))
+    console.print(table)
 
 
 if __name__ == "__main__":

@@ -185,20 +185,32 @@ class PatchingEngine:
         kv = [(layer.keys, layer.values) for layer in output.past_key_values.layers] if keys_values else None
         return CapturedRun(batch, interventions, cache, kv, output.logits[:, -1].detach())
 
-    def prepare(self, groups: Sequence[CellGroup]) -> None:
-        """Capture the base and source runs with every site the groups need."""
-        n_layers = self.model.dims.n_layers
-        base_sites: set[str] = set()
+    def _needed_sites(self, groups: Sequence[CellGroup]) -> tuple[set[str], set[str]]:
+        """Sites the base run (residual entry points) and the source run (patch values) must hold."""
+        base_sites = {site_name("resid_post", self.model.dims.n_layers - 1)}
         source_sites: set[str] = set()
         for group in groups:
             start_layer, _ = start_of(group, self.prefix_reuse)
             if start_layer >= 0:
                 base_sites.add(self._entry_site(start_layer))
             source_sites.update(cell.site for cell in group)
+        return base_sites, source_sites
+
+    def prepare(self, groups: Sequence[CellGroup]) -> None:
+        """Capture the base and source runs with every site the groups need."""
+        base_sites, source_sites = self._needed_sites(groups)
         base_name, source_name = ("corrupt", "clean") if self.direction == "denoising" else ("clean", "corrupt")
         order = {name: index for index, name in enumerate(self.model.sites)}
-        self._base = self._capture(base_name, sorted(base_sites | {site_name("resid_post", n_layers - 1)}, key=order.get), self.prefix_reuse)
-        self._source = self._capture(source_name, sorted(source_sites, key=order.get), False)
+        self._base = self._capture(base_name, sorted(base_sites, key=order.__getitem__), self.prefix_reuse)
+        self._source = self._capture(source_name, sorted(source_sites, key=order.__getitem__), False)
+
+    def ensure_prepared(self, groups: Sequence[CellGroup]) -> None:
+        """Capture the unpatched runs unless they already hold every site ``groups`` need."""
+        base_sites, source_sites = self._needed_sites(groups)
+        if self._base is None or self._source is None or not (
+            base_sites <= set(self._base.cache) and source_sites <= set(self._source.cache)
+        ):
+            self.prepare(groups)
 
     def _entry_site(self, layer: int) -> str:
         n_layers = self.model.dims.n_layers
@@ -219,8 +231,7 @@ class PatchingEngine:
         self, groups: Sequence[CellGroup], progress: Callable[[int], None] | None = None
     ) -> Float[torch.Tensor, "group example"]:
         """Metric values of every cell group (rows) for every example (columns)."""
-        if self._base is None:
-            self.prepare(groups)
+        self.ensure_prepared(groups)
         started = time.perf_counter()
         results: dict[int, torch.Tensor] = {}
         buckets: dict[tuple, list[int]] = defaultdict(list)

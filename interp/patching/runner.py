@@ -1,0 +1,152 @@
+"""Running a patching config into the results store, resumably.
+
+Each sweep's cells are cut into *shards* of ``shard_cells`` cells. A shard's values (and the work
+it cost) are written atomically as soon as it finishes, so a run killed at any point resumes from
+its last finished shard. The unpatched clean and corrupt runs are recomputed on resume; they are
+deterministic, so the resumed run's numbers equal an uninterrupted run's exactly. Once every shard
+of a sweep is in, the shards are assembled into a :class:`PatchingResult` stored under the sweep's
+name, and the run's manifest gets a summary (the strongest cells, cost, FLOP fraction).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import fields
+from typing import Any
+
+import torch
+
+from interp.model import Model
+from interp.models import load_model
+from interp.patching.config import ConfigError, PatchConfig, TaskConfig
+from interp.patching.engine import Cost
+from interp.patching.persist import save_result
+from interp.patching.result import PatchingResult
+from interp.patching.sweep import make_engine, position_labels, sweep_groups
+from interp.runs import FINISHED, Run, RunStore
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
+COST_FIELDS = [f.name for f in fields(Cost)]
+
+
+def build_task(model: Model, config: TaskConfig) -> Any:
+    """The :class:`interp.tasks.PatchingTask` a config describes."""
+    from interp.tasks import ioi_task, pairs_from_jsonl
+
+    if config.kind == "jsonl":
+        if config.path is None:
+            raise ConfigError("task.kind is 'jsonl' but task.path is not set")
+        return pairs_from_jsonl(model, config.path)
+    return ioi_task(model, n=config.n, seed=config.seed, corruption=config.corruption, order=config.order)
+
+
+def sweep_name(index: int, config: PatchConfig) -> str:
+    return f"sweep{index}_{config.sweeps[index].sweep}"
+
+
+def total_cells(model: Model, task: Any, config: PatchConfig) -> int:
+    return sum(len(sweep_groups(model, task, **s.model_dump())[0]) for s in config.sweeps)
+
+
+def open_run(store: RunStore, config: PatchConfig, model: Model, task: Any, resume: bool) -> Run:
+    """The newest unfinished run of this exact config when resuming, else a new run."""
+    config_dict = config.model_dump()
+    if resume:
+        for info in store.list(kind="patching"):
+            if info.status != FINISHED and store.get(info.id).config == config_dict:
+                return store.resume(info.id, config_dict)
+    run = store.create(
+        kind="patching",
+        config=config_dict,
+        model={"name": model.name, "family": model.arch.family, "n_layers": model.dims.n_layers},
+        dataset={"name": getattr(task, "name", config.task.kind), "examples": len(task), **config.task.model_dump()},
+    )
+    run.write_table("task", task.to_frame())
+    return run
+
+
+def run_config(
+    config: PatchConfig, store: RunStore, resume: bool = False, progress: Callable[[int, int], None] | None = None
+) -> Run:
+    """Execute every sweep of ``config`` into a run of ``store``; returns the finished run.
+
+    ``progress(done_cells, total_cells)`` is called as cells finish.
+    """
+    torch.manual_seed(0)
+    model = load_model(config.model, device=config.device, dtype=DTYPES[config.dtype])
+    task = build_task(model, config.task)
+    run = open_run(store, config, model, task, resume)
+    try:
+        total = total_cells(model, task, config)
+        done = 0
+        summary: dict[str, Any] = {}
+        for index, sweep in enumerate(config.sweeps):
+            name = sweep_name(index, config)
+            groups, axes, coords = sweep_groups(model, task, **sweep.model_dump())
+            metric_name, engine = make_engine(model, task, config.metric, config.direction, config.prefix_reuse, config.max_rows)
+            engine.ensure_prepared(groups)
+            finished = set(run.finished_shards(name))
+            shards = [groups[i : i + config.shard_cells] for i in range(0, len(groups), config.shard_cells)]
+            for shard_index, shard in enumerate(shards):
+                if shard_index in finished:
+                    done += len(shard)
+                    continue
+                before = engine.cost.as_dict()
+                values = engine.run(shard)
+                spent = [engine.cost.as_dict()[k] - before[k] for k in COST_FIELDS]
+                run.write_shard(name, shard_index, tensors={"values": values, "cost": torch.tensor(spent, dtype=torch.float64)})
+                done += len(shard)
+                if progress is not None:
+                    progress(done, total)
+            result = assemble(run, name, sweep.sweep, axes, coords, metric_name, config, engine.baselines, position_labels(model, task))
+            result.meta.update({"model": model.name, "task": getattr(task, "name", None)})
+            save_result(run, name, result)
+            summary[name] = summarise(result)
+        run.finish(summary)
+    except BaseException as error:
+        if not isinstance(error, KeyboardInterrupt):
+            run.fail(f"{type(error).__name__}: {error}")
+        raise
+    return run
+
+
+def assemble(
+    run: Run,
+    name: str,
+    sweep: str,
+    axes: tuple[str, ...],
+    coords: dict[str, list[int]],
+    metric: str,
+    config: PatchConfig,
+    baselines: dict[str, torch.Tensor],
+    labels: list[str],
+) -> PatchingResult:
+    """Join a sweep's shards into one result."""
+    shards = run.read_shards(name)
+    values = torch.cat([tensors["values"] for _, tensors, _ in shards])
+    spent = torch.stack([tensors["cost"] for _, tensors, _ in shards]).sum(dim=0).tolist()
+    grid = [len(coords[a]) for a in axes]
+    return PatchingResult(
+        sweep=sweep,
+        axes=axes,
+        coords=coords,
+        values=values.T.reshape(-1, *grid),
+        metric=metric,
+        direction=config.direction,
+        cost=Cost(**dict(zip(COST_FIELDS, spent, strict=True))),
+        position_labels=labels,
+        **baselines,
+    )
+
+
+def summarise(result: PatchingResult, top: int = 5) -> dict[str, Any]:
+    """The strongest cells by |normalised mean|, and the cost, for the manifest."""
+    mean = result.mean().flatten()
+    order = mean.abs().argsort(descending=True)[:top].tolist()
+    grid = result.summary_frame()
+    return {
+        "top_cells": [{**{a: int(grid.iloc[i][a]) for a in result.axes}, "normalized_mean": float(mean[i])} for i in order],
+        "clean_mean": float(result.clean.mean()),
+        "corrupt_mean": float(result.corrupt.mean()),
+        **{k: float(v) for k, v in result.cost.as_dict().items()},
+    }

@@ -1,0 +1,29 @@
+"""Prompt datasets and metrics for patching: IOI, clean/corrupt pairs from JSONL, logit difference.
+
+    >>> task = ioi_task(model, n=32, corruption="abc")       # PatchingTask
+    >>> values = get_metric("logit_diff")(logits[:, -1], task)
+    >>> normalise(values, clean_values, corrupt_values)       # clean = 1, corrupt = 0
+
+A :class:`PatchingTask` holds aligned clean/corrupt token batches, the answer and wrong token of
+each example, and any corruption applied as interventions; the patching engine reads only that.
+"""
+
+from interp.tasks.base import PatchingTask, TaskError
+from interp.tasks.ioi import IOIVocabulary, embedding_std, ioi_task, ioi_vocabulary
+from interp.tasks.metrics import METRICS, NormalisationError, UnknownMetricError, get_metric, normalise
+from interp.tasks.pairs import pairs_from_jsonl
+
+__all__ = [
+    "IOIVocabulary",
+    "METRICS",
+    "NormalisationError",
+    "PatchingTask",
+    "TaskError",
+    "UnknownMetricError",
+    "embedding_std",
+    "get_metric",
+    "ioi_task",
+    "ioi_vocabulary",
+    "normalise",
+    "pairs_from_jsonl",
+]
