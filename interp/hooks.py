@@ -25,6 +25,7 @@ sees the block input *after* any intervention on ``resid_pre``.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+import weakref
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -90,6 +91,7 @@ class HookSession:
         self.activations: dict[str, torch.Tensor] = {}
         self.live: dict[str, torch.Tensor] = {}
         self._stash: dict[int, torch.Tensor] = {}
+        self._stored: list[tuple[weakref.ref, int, int, torch.Tensor]] = []
         self._handles: list[RemovableHandle] = []
         self._stack = ExitStack()
         self._open = False
@@ -144,6 +146,7 @@ class HookSession:
         self._handles.clear()
         self._stack.close()
         self._stash.clear()
+        self._stored.clear()
         self._open = False
 
     # --- per-forward bookkeeping (called by Model) ------------------------------------------
@@ -152,6 +155,7 @@ class HookSession:
         self.activations = {}
         self.live = {}
         self._stash.clear()
+        self._stored.clear()
         return {name: request.fired for name, request in self.requests.items()}
 
     def check_fired(self, before: dict[str, int]) -> None:
@@ -232,13 +236,23 @@ class HookSession:
                 changed = True
                 self.live[site.name] = value
             if request.capture:
-                self.activations[site.name] = self._select_store(site, value.detach())
+                self.activations[site.name] = self._store_once(site, value)
             request.fired += 1
             if not changed:
                 return None
             return location.write(raw, value if offset is None else value - offset)
 
         return process
+
+    def _store_once(self, site: Site, value: torch.Tensor) -> torch.Tensor:
+        """Store a copy of ``value``, sharing it when the same unmodified tensor was stored already
+        (``resid_post[L]`` and ``resid_pre[L+1]`` are one tensor)."""
+        for original, version, axis, stored in self._stored:
+            if original() is value and version == value._version and axis == site.pos_axis:
+                return stored
+        stored = self._select_store(site, value.detach())
+        self._stored.append((weakref.ref(value), value._version, site.pos_axis, stored))
+        return stored
 
     def _select_store(self, site: Site, value: torch.Tensor) -> torch.Tensor:
         if self.positions is not None:
