@@ -93,10 +93,12 @@ def runs(
     from interp.runs import RunStore
 
     store = RunStore(root)
+    infos = store.list(kind=kind)
     table = Table(title=str(store.root))
-    for column in ("id", "kind", "status", "model", "dataset", "created"):
-        table.add_column(column)
-    for info in store.list(kind=kind):
+    table.add_column("id", no_wrap=True, min_width=max((len(i.id) for i in infos), default=2))
+    for column in ("kind", "status", "model", "dataset", "created"):
+        table.add_column(column, overflow="fold")
+    for info in infos:
         model = info.model.get("name") if isinstance(info.model, dict) else info.model
         dataset = info.dataset.get("name") if isinstance(info.dataset, dict) else info.dataset
         table.add_row(info.id, str(info.kind), info.status, str(model), str(dataset), str(info.created))
