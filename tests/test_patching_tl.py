@@ -15,14 +15,13 @@ import copy
 import pandas as pd
 import pytest
 import torch
+import transformer_lens.patching as tl_patching
+from transformer_lens.model_bridge import TransformerBridge
+from transformers import AutoTokenizer
 
 import interp
 from interp.patching import patch_sweep
 from interp.tasks import PatchingTask
-
-tl_patching = pytest.importorskip("transformer_lens.patching")
-from transformer_lens.model_bridge import TransformerBridge  # noqa: E402
-from transformers import AutoTokenizer  # noqa: E402
 
 CLEAN = ["When Mary and John went to the store, John gave a drink to", "When Tom and Anna went to the store, Anna gave a book to"]
 CORRUPT = ["When Kate and Paul went to the store, James gave a drink to", "When Sarah and Bob went to the store, Alice gave a book to"]
