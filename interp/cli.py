@@ -105,5 +105,14 @@ def runs(
     console.print(table)
 
 
+def _mount() -> None:
+    """Commands that live next to their method's code."""
+    from interp.attribution.cli import attribute
+
+    app.command("attribute")(attribute)
+
+
+_mount()
+
 if __name__ == "__main__":
     app()

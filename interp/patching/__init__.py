@@ -6,3 +6,12 @@ from interp.patching.result import PatchingResult
 from interp.patching.sweep import patch_cells, patch_sweep
 
 __all__ = ["SWEEPS", "Cell", "Cost", "GroupedPatch", "PatchingEngine", "PatchingResult", "patch_cells", "patch_sweep"]
+
+
+def __getattr__(name: str):
+    """``interp.patching.compare``: the approximation-vs-exact harness (imported lazily: it imports us)."""
+    if name == "compare":
+        from interp.attribution.compare import compare
+
+        return compare
+    raise AttributeError(f"module 'interp.patching' has no attribute {name!r}")

@@ -1,0 +1,45 @@
+"""Attribution methods: AtP, AtP*, RelP and integrated gradients, validated against exact patching.
+
+Exact activation patching costs one forward per component; these methods estimate a whole sweep
+from a few passes and return :class:`AttributionResult` objects with the same axes, coordinates
+and baselines as :func:`interp.patching.patch_sweep`'s results, so tables and heatmaps read both.
+
+    >>> from interp.attribution import atp, atp_star, relp, integrated_gradients, compare
+    >>> estimate = relp(model, task, "mlp_out")                  # 2 forwards + 1 backward
+    >>> report = compare(model, task, ["resid_pre", "head_z"])   # exact vs every method
+    >>> report.to_frame(); report.scatter("head_z")
+
+Modules: :mod:`.atp`, :mod:`.atp_star` (QK fix, GradDrop), :mod:`.qk`, :mod:`.relp` (LRP rules),
+:mod:`.ig`, :mod:`.diagnostics` (false-negative bound), :mod:`.compare` (validation harness),
+:mod:`.nodes` (sweep geometry), :mod:`.runs` / :mod:`.attention` (the forward runs behind them).
+"""
+
+from interp.attribution.atp import atp
+from interp.attribution.atp_star import atp_star
+from interp.attribution.compare import METHODS, Comparison, MethodOptions, agreement, compare, load_comparison, record
+from interp.attribution.diagnostics import FalseNegativeReport, false_negative_bound
+from interp.attribution.ig import integrated_gradients
+from interp.attribution.linear import SweepRequest
+from interp.attribution.relp import RelPRules, relp, relp_rules
+from interp.attribution.result import AttributionCost, AttributionResult
+
+__all__ = [
+    "METHODS",
+    "AttributionCost",
+    "AttributionResult",
+    "Comparison",
+    "FalseNegativeReport",
+    "MethodOptions",
+    "RelPRules",
+    "SweepRequest",
+    "agreement",
+    "atp",
+    "atp_star",
+    "compare",
+    "false_negative_bound",
+    "integrated_gradients",
+    "load_comparison",
+    "record",
+    "relp",
+    "relp_rules",
+]

@@ -1,0 +1,181 @@
+"""AtP*: AtP with the QK fix and GradDrop (Kramar, Lieberum, Shah, Nanda 2024; algorithms.md 1.2-1.3).
+
+AtP has two systematic failure modes, and AtP* fixes each, switchably:
+
+**QK fix** (``qk_fix=True``). For query and key nodes (sweeps ``head_q``, ``head_k`` and their
+``_by_pos`` variants) the change of the attention probabilities is computed exactly from the
+post-RoPE queries and keys (:mod:`interp.attribution.qk`), and only what happens downstream of the
+pattern is linearised with ``G = dm/dA``. Values, head outputs and everything else stay plain AtP:
+they are linear up to the head output.
+
+**GradDrop** (``grad_drop=True``). A node's direct and indirect effects can cancel in the gradient.
+For every layer ``l`` GradDrop takes the gradient with block ``l``'s write into the residual stream
+(its attention and MLP outputs) held fixed, so gradient reaches earlier layers through the skip
+path only, and scores each node by ``(1 / (L - 1)) sum_l |I_l(n)|``, an *unsigned* magnitude
+(residual-stream nodes, which no drop silences, divide by ``L``). The signed AtP(+QK fix) estimate
+stays in ``values``; the magnitude goes to ``scores`` and drives the ranking.
+
+GradDrop's ``L`` backward passes are cheap here. The residual stream entering block ``l`` is a
+bottleneck: everything earlier reaches the metric only through it. With block ``l``'s write held
+fixed, the gradient arriving there is the ordinary gradient at the block's *output*, ``g_post[l]``.
+So for nodes before block ``l`` the dropped gradient is one vector-Jacobian product from
+``resid_pre[l]`` (seeded with ``g_post[l]``) back through blocks ``0..l-1`` only; nodes after block
+``l`` keep their ordinary gradient, nodes inside it get zero. That is ``1 + sum_l l / L``, about
+``L / 2`` full backward passes, instead of ``L`` (recorded as such in the cost), and it gives the
+same numbers as zeroing the block's write gradient in a full backward pass (tested).
+
+With ``rules`` (LRP rules, :mod:`interp.attribution.relp`) every coefficient, ``G`` included, comes
+from RelP's modified backward pass: ``relp(..., qk_fix=True)`` is RelP with the QK fix. The
+paper's false-negative diagnostic lives in :mod:`interp.attribution.diagnostics`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from interp.attribution.atp import single_or_all
+from interp.attribution.linear import Clock, Sweeps, build_result, resolve_metric, resolve_sweeps
+from interp.attribution.nodes import SweepSpec, cell_sums, grid
+from interp.attribution.qk import key_effects, query_effects
+from interp.attribution.relp.install import relp_rules
+from interp.attribution.relp.rules import RelPRules
+from interp.attribution.result import AttributionResult
+from interp.attribution.runs import Direction, ForwardRun, forward, roles
+from interp.model import Model
+from interp.patching.engine import TaskMetric
+from interp.sites import parse_site, site_name
+
+RESIDUAL_KINDS = ("resid_pre", "resid_mid", "resid_post")
+QK_KINDS = ("q", "k")
+
+
+def _qk_fixed(spec: SweepSpec, qk_fix: bool) -> bool:
+    return qk_fix and spec.kind in QK_KINDS
+
+
+def _needed_sites(specs: list[SweepSpec], qk_fix: bool) -> list[str]:
+    sites = set()
+    for spec in specs:
+        if _qk_fixed(spec, qk_fix):
+            sites.update(site_name("pattern", layer) for layer in spec.layers)
+        else:
+            sites.update(spec.sites)
+    return sorted(sites)
+
+
+def _estimator(
+    spec: SweepSpec, qk_fix: bool, base: ForwardRun, source: ForwardRun, grads: dict[str, torch.Tensor]
+) -> Callable[[int], torch.Tensor]:
+    """Per-layer cell estimates of ``spec`` from one set of gradients (plain AtP or QK-fixed)."""
+    per_position = "pos" in spec.axes
+
+    def per_layer(layer: int) -> torch.Tensor:
+        if _qk_fixed(spec, qk_fix):
+            pattern_grad = grads[site_name("pattern", layer)]
+            effects = query_effects if spec.kind == "q" else key_effects
+            return effects(base.attention[layer], source.attention[layer], pattern_grad, per_position)
+        name = spec.site(layer)
+        delta = source.acts[name].double() - base.acts[name].double()
+        return cell_sums(spec, delta * grads[name].double())
+
+    return per_layer
+
+
+def _drop_terms(
+    model: Model, base: ForwardRun, targets: list[str], grads: dict[str, torch.Tensor], clock: Clock
+) -> list[dict[str, torch.Tensor]]:
+    """Gradients at the ``targets`` sites with block ``l``'s write held fixed, for each layer ``l``."""
+    n_layers = model.dims.n_layers
+    last = site_name("resid_post", n_layers - 1)
+    post = [grads[site_name("resid_pre", layer + 1)] for layer in range(n_layers - 1)] + [grads[last]]
+    parsed = {name: parse_site(name) for name in targets}
+    terms = []
+    for drop in range(n_layers):
+        upstream = [name for name in targets if parsed[name].layer < drop]
+        dropped: dict[str, torch.Tensor] = {}
+        if upstream:
+            entry = base.live[site_name("resid_pre", drop)]
+            inputs = [base.live[n] for n in upstream]
+            vjp = torch.autograd.grad(entry, inputs, post[drop], retain_graph=True, allow_unused=True)
+            clock.backward_passes += drop / n_layers
+            for name, tensor, grad in zip(upstream, inputs, vjp, strict=True):
+                dropped[name] = torch.zeros_like(tensor) if grad is None else grad
+        for name in targets:
+            site = parsed[name]
+            if name in dropped:
+                continue
+            if site.layer > drop or (site.kind == "resid_post" and site.layer == drop):
+                dropped[name] = grads[name]
+            elif site.kind in ("resid_pre", "resid_mid"):
+                dropped[name] = post[drop]
+            else:
+                dropped[name] = torch.zeros_like(grads[name])
+        terms.append(dropped)
+    return terms
+
+
+def atp_star(
+    model: Model,
+    task: Any,
+    sweeps: Sweeps,
+    metric: str | TaskMetric = "logit_diff",
+    direction: Direction = "denoising",
+    qk_fix: bool = True,
+    grad_drop: bool = True,
+    rules: RelPRules | None = None,
+) -> AttributionResult | dict[str, AttributionResult]:
+    """AtP* estimates of one sweep or several (see the module docstring).
+
+    Args:
+        sweeps, metric, direction: as :func:`interp.attribution.atp`.
+        qk_fix: exact attention-probability changes for query and key sweeps.
+        grad_drop: GradDrop magnitudes in ``scores`` (costs about ``L / 2`` extra backward passes).
+        rules: LRP rules for the backward pass (RelP coefficients instead of gradients, including
+            ``G`` at the patterns); None for ordinary gradients. See :func:`interp.attribution.relp`.
+
+    Returns:
+        ``values`` hold the signed AtP (+ QK fix) estimate; ``scores`` the GradDrop magnitude
+        when ``grad_drop`` (else None, ranking by ``|estimate|``).
+    """
+    metric_name, metric_fn = resolve_metric(metric)
+    specs = resolve_sweeps(model, task, sweeps)
+    base_name, source_name = roles(direction)
+    clock = Clock(model, task)
+    needs_attention = any(_qk_fixed(spec, qk_fix) for spec in specs)
+    sites = _needed_sites(specs, qk_fix)
+    grad_sites = list(sites)
+    if grad_drop:
+        n_layers = model.dims.n_layers
+        grad_sites += [site_name("resid_pre", layer) for layer in range(n_layers)]
+        grad_sites += [site_name("resid_post", n_layers - 1)]
+    grad_sites = sorted(set(grad_sites), key=model.sites.index)
+    source = forward(model, task, source_name, metric_fn, sites, record_attention=needs_attention)
+    base = forward(
+        model, task, base_name, metric_fn, sites, grad_sites=grad_sites, record_attention=needs_attention,
+        rules=None if rules is None else functools.partial(relp_rules, rules=rules),
+        attention_rule="gradient" if rules is None else rules.attention,
+    )
+    grads = base.grads(grad_sites, retain_graph=grad_drop)
+    clock.forward_passes, clock.backward_passes = 2, 1
+    terms = _drop_terms(model, base, sites, grads, clock) if grad_drop else []
+    runs = {base_name: base, source_name: source}
+    results = {}
+    method = "atp*" if qk_fix and grad_drop else "atp+qk" if qk_fix else "atp+graddrop" if grad_drop else "atp"
+    if rules is not None:
+        method = method.replace("atp*", "atp+qk+graddrop").replace("atp", "relp")
+    for spec in specs:
+        estimates = grid(spec, _estimator(spec, qk_fix, base, source, grads))
+        scores = None
+        if grad_drop:
+            total = sum(grid(spec, _estimator(spec, qk_fix, base, source, term)).abs() for term in terms)
+            divisor = model.dims.n_layers if spec.kind in RESIDUAL_KINDS else max(model.dims.n_layers - 1, 1)
+            scores = total / divisor
+        results[spec.sweep] = build_result(
+            model, task, spec, estimates, runs, metric_name, direction, method, clock.cost(spec.n_cells), scores,
+            meta={"qk_fix": qk_fix, "grad_drop": grad_drop, **({} if rules is None else {"rules": rules.as_dict()})},
+        )
+    return single_or_all(sweeps, results)

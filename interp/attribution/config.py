@@ -1,0 +1,106 @@
+"""The configuration of an attribution-vs-exact run (``interp attribute CONFIG``), validated up front.
+
+A YAML or TOML file names the model, the task, the metric and direction, the component types
+(sweeps, with optional layer/position/head/neuron subsets), the methods to compare, and the RelP
+and IG settings. Unknown keys and bad values are refused with the offending key named.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from interp.attribution.compare import METHODS, MethodOptions
+from interp.attribution.linear import SweepRequest
+from interp.attribution.relp import RelPRules
+from interp.patching.config import ConfigError, SweepConfig, TaskConfig
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RelPConfig(_Strict):
+    """RelP's rules (see :class:`interp.attribution.relp.RelPRules`)."""
+
+    norm: bool = True
+    activation: bool = True
+    gated_product: bool = True
+    attention: Literal["gradient", "cp", "attnlrp"] = "gradient"
+
+
+class IGConfig(_Strict):
+    """Integrated gradients' settings (see :func:`interp.attribution.ig.integrated_gradients`)."""
+
+    steps: int = Field(10, ge=1)
+    path: Literal["inputs", "activations"] = "inputs"
+    rule: Literal["midpoint", "left"] = "midpoint"
+
+
+class AttributionConfig(_Strict):
+    """An attribution comparison run."""
+
+    model: str = "smollm2-135m"
+    device: str = "cpu"
+    dtype: Literal["float32", "float64", "bfloat16", "float16"] = "float32"
+    task: TaskConfig = TaskConfig()
+    metric: Literal["logit_diff", "logprob", "prob"] = "logit_diff"
+    direction: Literal["denoising", "noising"] = "denoising"
+    methods: list[str] = Field(default_factory=lambda: ["atp", "atp*", "relp", "ig"], min_length=1)
+    sweeps: list[SweepConfig] = Field(min_length=1)
+    top_k: int = Field(10, ge=1)
+    relp: RelPConfig = RelPConfig()
+    ig: IGConfig = IGConfig()
+
+    @field_validator("methods")
+    @classmethod
+    def _known_methods(cls, value: list[str]) -> list[str]:
+        unknown = [m for m in value if m not in METHODS]
+        if unknown:
+            raise ValueError(f"unknown methods {unknown}; choose from {list(METHODS)}")
+        return value
+
+    @field_validator("sweeps")
+    @classmethod
+    def _unique_sweeps(cls, value: list[SweepConfig]) -> list[SweepConfig]:
+        names = [s.sweep for s in value]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"sweeps {repeated} appear more than once; merge their layers/positions")
+        return value
+
+    def requests(self) -> list[SweepRequest]:
+        return [SweepRequest(**s.model_dump()) for s in self.sweeps]
+
+    def options(self) -> MethodOptions:
+        return MethodOptions(
+            relp_rules=RelPRules(**self.relp.model_dump()),
+            ig_steps=self.ig.steps,
+            ig_path=self.ig.path,
+            ig_rule=self.ig.rule,
+        )
+
+
+def load_attribution_config(path: str | Path, overrides: dict[str, Any] | None = None) -> AttributionConfig:
+    """Read and validate a YAML/TOML attribution config, applying command-line overrides."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"config file {file} does not exist")
+    try:
+        raw = tomllib.loads(file.read_text()) if file.suffix == ".toml" else yaml.safe_load(file.read_text())
+    except (yaml.YAMLError, tomllib.TOMLDecodeError) as error:
+        raise ConfigError(f"{file} is not valid {'TOML' if file.suffix == '.toml' else 'YAML'}: {error}") from error
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{file} must hold a mapping of settings, got {type(raw).__name__}")
+    raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        return AttributionConfig.model_validate(raw)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in error.errors()
+        )
+        raise ConfigError(f"invalid attribution config {file}: {problems}") from None
