@@ -108,8 +108,10 @@ def runs(
 def _mount() -> None:
     """Commands that live next to their method's code."""
     from interp.attribution.cli import attribute
+    from interp.sae.cli import app as sae_app
 
     app.command("attribute")(attribute)
+    app.add_typer(sae_app, name="sae")
 
 
 _mount()

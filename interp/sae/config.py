@@ -1,0 +1,167 @@
+"""The training config: one YAML or TOML file saying what to train on what, validated by pydantic.
+
+::
+
+    model: smollm2-135m
+    training_tokens: 1_000_000
+    data: {source: {kind: demo}, context_size: 128, eval_rows: 32}
+    store: {batch_size: 4096, cache: true}
+    optim: {warmup_steps: 20}
+    saes:
+      - {name: topk, site: blocks.15.hook_resid_post, d_sae: 4096, activation: {kind: topk, k: 32}}
+
+Every section forbids unknown keys, so a typo is an error, not a silently ignored setting;
+:func:`load_config` reports each problem with its path (``saes.0.activation.k: Input should be
+greater than 0 (got -3)``, ``store.bach_size: unknown key``). Several ``saes`` train in one pass
+over the data (:mod:`interp.sae.trainer`). ``data/sae_topk.yaml`` and ``data/sae_topafa.yaml`` are
+worked examples.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from interp.errors import InterpError
+from interp.sae.activations import ActivationConfig
+from interp.sae.tokens import DemoSource, TokenSource
+from interp.sae.trainer import OptimConfig
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, published as tomli
+    import tomli as tomllib
+
+
+class ConfigError(InterpError, ValueError):
+    """A config file that does not parse or validate; the message lists every problem with its key path."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(_Section):
+    """Where tokens come from and which positions train the SAEs."""
+
+    source: TokenSource = Field(default_factory=DemoSource)
+    context_size: int = Field(128, gt=1)
+    prepend_bos: bool = False
+    max_rows: int | None = Field(None, gt=1, description="use only the first rows of the packed source")
+    eval_rows: int = Field(32, ge=1, description="rows held out for metrics and feature statistics")
+    split_seed: int = 0
+    exclude_special_tokens: bool = True
+    skip_first_positions: int = Field(2, ge=0, description="positions at the start of each row never used (attention sinks)")
+
+
+class StoreConfig(_Section):
+    """How activations are produced, shuffled and cached."""
+
+    batch_size: int = Field(4096, gt=0, description="tokens per training step")
+    buffer_rows: int = Field(256, gt=0, description="rows shuffled together")
+    model_batch_size: int = Field(16, gt=0, description="rows per model forward")
+    cache: bool = True
+    cache_dir: str | None = None
+    cache_dtype: Literal["float16", "float32"] = "float16"
+
+
+class SAESpec(_Section):
+    """One SAE to train."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")
+    site: str
+    d_sae: int = Field(gt=0)
+    activation: ActivationConfig
+    normalize_activations: Literal["none", "layer_norm"] = "none"
+    seed: int = 0
+
+
+class FeaturesConfig(_Section):
+    """Feature statistics computed on the held-out rows after training."""
+
+    enabled: bool = True
+    top_k: int = Field(20, gt=0)
+    context: int = Field(8, ge=0)
+    n_logits: int = Field(10, gt=0)
+
+
+class TrainConfig(_Section):
+    """A whole SAE training job."""
+
+    model: str = "smollm2-135m"
+    device: str = Field("auto", description="'auto' (cuda if available), 'cpu', 'cuda', 'cuda:1', ...")
+    model_dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="dtype the language model runs in")
+    training_tokens: int = Field(gt=0)
+    checkpoint_every: int = Field(50, ge=0, description="steps between checkpoints (0: only at the end)")
+    seed: int = 0
+    data: DataConfig = Field(default_factory=DataConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    saes: list[SAESpec] = Field(min_length=1)
+
+    @field_validator("saes")
+    @classmethod
+    def _unique_names(cls, saes: list[SAESpec]) -> list[SAESpec]:
+        names = [s.name for s in saes]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise ValueError(f"SAE names must be unique; repeated: {duplicated}")
+        return saes
+
+    @model_validator(mode="after")
+    def _enough_tokens(self) -> TrainConfig:
+        if self.training_tokens < self.store.batch_size:
+            raise ValueError(f"training_tokens ({self.training_tokens}) is less than one batch ({self.store.batch_size})")
+        return self
+
+    @property
+    def total_steps(self) -> int:
+        return self.training_tokens // self.store.batch_size
+
+    def to_json(self) -> dict[str, Any]:
+        """The config as plain JSON values (what the run's manifest stores and resume compares)."""
+        return json.loads(self.model_dump_json())
+
+
+def _describe(error: dict[str, Any]) -> str:
+    path = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        return f"{path}: unknown key"
+    value = error.get("input")
+    shown = "" if error["type"] == "missing" or isinstance(value, dict) else f" (got {value!r})"
+    return f"{path}: {error['msg']}{shown}"
+
+
+def validate_config(raw: dict[str, Any], origin: str = "config") -> TrainConfig:
+    """Validate a config dictionary, raising :class:`ConfigError` that names every bad key or value."""
+    try:
+        return TrainConfig.model_validate(raw)
+    except ValidationError as error:
+        lines = "\n".join(f"  {_describe(e)}" for e in error.errors())
+        raise ConfigError(f"{origin} is not a valid SAE training config:\n{lines}") from None
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read and validate a YAML (``.yaml``/``.yml``) or TOML (``.toml``) training config."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"config file {file} does not exist")
+    text = file.read_text(encoding="utf-8")
+    try:
+        if file.suffix == ".toml":
+            raw = tomllib.loads(text)
+        elif file.suffix in (".yaml", ".yml"):
+            raw = yaml.safe_load(text)
+        else:
+            raise ConfigError(f"{file}: use a .yaml, .yml or .toml file")
+    except (yaml.YAMLError, tomllib.TOMLDecodeError) as error:
+        raise ConfigError(f"{file} does not parse: {error}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{file} must hold a mapping of settings at the top level")
+    return validate_config(raw, str(file))
