@@ -44,8 +44,15 @@ def heatmap(
     normalized: bool = True,
     fixed: Mapping[str, int] | None = None,
     title: str | None = None,
+    selectable: bool = False,
 ) -> go.Figure:
-    """Heatmap of the mean over examples for a two-axis grid (fix extra axes with ``fixed``)."""
+    """Heatmap of the mean over examples for a two-axis grid (fix extra axes with ``fixed``).
+
+    ``selectable`` adds a clickable overlay for apps: plotly heatmaps report no selection to
+    Streamlit (streamlit#8760), so a nearly transparent scatter with one point per cell, carrying
+    the cell's ``[y coordinate, x coordinate]`` as ``customdata``, takes the hover and the clicks;
+    a selected cell is outlined.
+    """
     mean, remaining = _select(result, result.mean(normalized), fixed or {})
     sem, _ = _select(result, result.sem(normalized), fixed or {})
     if len(remaining) != 2:
@@ -73,6 +80,8 @@ def heatmap(
         )
     )
     label = "normalised " + result.metric if normalized else result.metric
+    if selectable:
+        _add_cell_overlay(figure, result, y_axis, x_axis, hover)
     figure.update_layout(
         title=title or f"{result.direction} patching: {result.sweep} ({label})",
         xaxis_title=x_axis,
@@ -80,6 +89,31 @@ def heatmap(
         yaxis={"autorange": "reversed"},
     )
     return figure
+
+
+def _add_cell_overlay(figure: go.Figure, result: PatchingResult, y_axis: str, x_axis: str, hover: list[list[str]]) -> None:
+    """Move the heatmap's hover onto a near-invisible scatter of one point per cell (see :func:`heatmap`)."""
+    y_labels, x_labels = _axis_labels(result, y_axis), _axis_labels(result, x_axis)
+    y_coords, x_coords = result.coords[y_axis], result.coords[x_axis]
+    cells = [(i, j) for i in range(len(y_coords)) for j in range(len(x_coords))]
+    figure.data[0].update(hoverinfo="skip", hovertemplate=None)
+    figure.add_trace(
+        go.Scatter(
+            x=[x_labels[j] for _, j in cells],
+            y=[y_labels[i] for i, _ in cells],
+            customdata=[[y_coords[i], x_coords[j]] for i, j in cells],
+            text=[hover[i][j] for i, j in cells],
+            mode="markers",
+            marker={"symbol": "square-open", "size": 14, "color": "rgba(0, 0, 0, 0)", "line": {"width": 2}},
+            selected={"marker": {"color": "black", "opacity": 1.0}},
+            unselected={"marker": {"color": "rgba(0, 0, 0, 0)"}},
+            hovertemplate=f"{y_axis} %{{y}}, {x_axis} %{{x}}<br>%{{text}}<extra></extra>",
+            showlegend=False,
+            name="cells",
+        )
+    )
+    # a click selects a cell; dragging zooms (a "select" drag mode would turn clicks into plain events)
+    figure.update_layout(clickmode="event+select", dragmode="zoom")
 
 
 def example_drilldown(result: PatchingResult, cell: Mapping[str, int], normalized: bool = True) -> go.Figure:
@@ -101,12 +135,21 @@ def example_drilldown(result: PatchingResult, cell: Mapping[str, int], normalize
     return figure
 
 
-def compare(first: PatchingResult, second: PatchingResult, normalized: bool = True) -> go.Figure:
-    """Two results side by side (e.g. denoising vs noising), on one colour scale."""
-    figure = make_subplots(rows=1, cols=2, subplot_titles=[f"{r.direction} {r.sweep}" for r in (first, second)])
+def compare(
+    first: PatchingResult,
+    second: PatchingResult,
+    normalized: bool = True,
+    fixed: Mapping[str, int] | None = None,
+    titles: tuple[str, str] | None = None,
+) -> go.Figure:
+    """Two results side by side (e.g. denoising vs noising), on one colour scale.
+
+    ``fixed`` fixes extra axes as in :func:`heatmap`; ``titles`` replaces the panel titles.
+    """
+    figure = make_subplots(rows=1, cols=2, subplot_titles=titles or [f"{r.direction} {r.sweep}" for r in (first, second)])
     limit = max(float(r.mean(normalized).abs().max()) for r in (first, second)) or 1.0
     for column, result in enumerate((first, second), start=1):
-        single = heatmap(result, normalized)
+        single = heatmap(result, normalized, fixed)
         trace = single.data[0]
         trace.update(zmin=-limit, zmax=limit, showscale=column == 2)
         figure.add_trace(trace, row=1, col=column)

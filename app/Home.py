@@ -1,0 +1,28 @@
+"""The interp results browser: ``interp app [--runs DIR]``, or ``streamlit run app/Home.py -- --runs DIR``.
+
+One page per result kind (activation patching, attribution vs exact patching, sparse autoencoders),
+a runs overview, and a live model page. The pages read runs only through :mod:`interp.runs` and
+draw them with :mod:`interp.viz`; they never compute what the library stored, and never write into
+a run (the overview's delete, after confirmation, is the one write). This file is the frame around
+every page: navigation and the store's location.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+from browse import runs_root
+
+st.set_page_config(page_title="interp", page_icon=":material/biotech:", layout="wide")
+
+pages = {
+    "Runs": [st.Page("views/overview.py", title="Runs overview", icon=":material/list:", url_path="runs", default=True)],
+    "Results": [
+        st.Page("views/patching.py", title="Activation patching", icon=":material/grid_on:", url_path="patching"),
+        st.Page("views/attribution.py", title="Attribution vs exact", icon=":material/scatter_plot:", url_path="attribution"),
+        st.Page("views/sae.py", title="Sparse autoencoders", icon=":material/hub:", url_path="sae"),
+    ],
+    "Live": [st.Page("views/model.py", title="Model", icon=":material/psychology:", url_path="model")],
+}
+page = st.navigation(pages)
+st.sidebar.caption(f"Runs store: `{runs_root()}`")
+page.run()

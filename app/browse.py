@@ -1,0 +1,153 @@
+"""What every page of the app shares: where the runs are, picking a run, and reading it safely.
+
+The app only ever *reads* runs (through :mod:`interp.runs`); its single write is deleting a run on
+the overview page, after confirmation, through :meth:`RunStore.delete`. Every read that can fail on
+a half-written or damaged run goes through :func:`reading`, which turns the failure into a message
+on the page instead of a traceback, and every page starts from :func:`choose_run`, which says
+plainly when the store is empty, when a run is still being written, when it failed, and when its
+manifest is unreadable.
+
+The store's root is ``--runs DIR`` after the script's ``--`` (``streamlit run app/Home.py -- --runs
+DIR``, which ``interp app --runs DIR`` runs), else ``$INTERP_RUNS_DIR``, else ``./data/runs``.
+
+Loaded results are cached per process with :func:`streamlit.cache_resource` (no copies: pages
+never modify them), keyed by the run path, the artefact name and the files' modification times, so
+a result rewritten by a resumed run is read afresh.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import streamlit as st
+
+from interp.runs import CORRUPT, FAILED, RUNNING, Run, RunInfo, RunStore, default_runs_root
+
+PAGES = {
+    "patching": "views/patching.py",
+    "attribution": "views/attribution.py",
+    "sae": "views/sae.py",
+}
+MAKE_RUNS = {
+    "patching": "interp patch data/ioi_demo.yaml",
+    "attribution": "interp attribute data/ioi_attribution.yaml",
+    "sae": "interp sae train data/sae_topk.yaml",
+}
+RUN_PARAM = "run"
+
+
+def runs_root() -> Path:
+    """The store's root: ``--runs`` among the script's arguments, else the library's default."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--runs", type=Path, default=None)
+    known, _ = parser.parse_known_args(sys.argv[1:])
+    return known.runs.expanduser().absolute() if known.runs is not None else default_runs_root()
+
+
+def store() -> RunStore:
+    return RunStore(runs_root())
+
+
+def stop_with(message: str, level: str = "error") -> None:
+    """Show ``message`` (``"error"``, ``"warning"`` or ``"info"``) and end the page here."""
+    getattr(st, level)(message)
+    st.stop()
+
+
+@contextmanager
+def reading(what: str, run: Run | None = None) -> Iterator[None]:
+    """Turn any failure while reading ``what`` into a message that ends the page.
+
+    A run still being written is expected to lack files, so its message says to wait rather than
+    calling the run broken.
+    """
+    try:
+        yield
+    except Exception as error:  # noqa: BLE001 - whatever a damaged file raises must become a message
+        detail = f"{type(error).__name__}: {error}"
+        if run is not None and _status(run) == RUNNING:
+            stop_with(
+                f"Run `{run.id}` is still being written and its {what} is not readable yet ({detail}). "
+                "Reload the page when it has progressed.",
+                "warning",
+            )
+        stop_with(f"Cannot read the {what} of this run: {detail}")
+
+
+def _status(run: Run) -> str:
+    try:
+        return run.status
+    except Exception:  # noqa: BLE001 - an unreadable manifest, whatever the error, is what "corrupt" means
+        return CORRUPT
+
+
+def stamp(run: Run, *files: str) -> tuple[int, ...]:
+    """Modification times of a run's files (0 for a missing one): the cache key of what they hold."""
+    stamps = []
+    for name in files:
+        try:
+            stamps.append(os.stat(run.path / name).st_mtime_ns)
+        except OSError:
+            stamps.append(0)
+    return tuple(stamps)
+
+
+def model_label(info: RunInfo) -> str:
+    model = info.model
+    return str(model.get("name", model)) if isinstance(model, dict) else str(model)
+
+
+def run_label(info: RunInfo) -> str:
+    """One line naming a run in a picker: id, model, status."""
+    return f"{info.id}  ·  {model_label(info)}  ·  {info.status}"
+
+
+def choose_run(kind: str, label: str = "Run", key: str | None = None) -> tuple[Run, RunInfo]:
+    """A picker over the store's runs of ``kind`` (newest first, ``?run=ID`` preselected); shows the
+    run's status and stops the page with a clear message when there is nothing to show."""
+    runs = store()
+    infos = runs.list(kind)
+    if not infos:
+        stop_with(
+            f"No {kind} runs in `{runs.root}` yet. Make one with `{MAKE_RUNS.get(kind, 'interp ...')} "
+            f"--out {runs.root}`, or point the app at another store with `interp app --runs DIR`.",
+            "info",
+        )
+    ids = [info.id for info in infos]
+    wanted = st.query_params.get(RUN_PARAM)
+    by_id = {info.id: info for info in infos}
+    chosen = st.selectbox(
+        label, ids, index=ids.index(wanted) if wanted in by_id else 0, format_func=lambda i: run_label(by_id[i]),
+        key=key or f"run-{kind}",
+    )
+    if key is None and st.query_params.get(RUN_PARAM) != chosen:
+        st.query_params[RUN_PARAM] = chosen
+    info = by_id[chosen]
+    show_status(info)
+    return Run(info.path), info
+
+
+def show_status(info: RunInfo) -> None:
+    """Say what state a run is in; stop the page for a corrupt run."""
+    if info.status == CORRUPT:
+        stop_with(
+            f"Run `{info.id}` cannot be read: {info.error}. Nothing in it can be shown; "
+            "you can delete it on the Runs page."
+        )
+    if info.status == RUNNING:
+        st.warning(
+            f"Run `{info.id}` is still being written (started {info.created}). Showing what it has "
+            "finished so far; reload the page to see more.",
+            icon=":material/hourglass_top:",
+        )
+    if info.status == FAILED:
+        last_line = (info.error or "no error recorded").strip().splitlines()[-1]
+        st.error(f"Run `{info.id}` failed: {last_line}. Showing whatever it finished before failing.")
+        if info.error and "\n" in info.error.strip():
+            with st.expander("The error the run recorded"):
+                st.code(info.error, language=None)

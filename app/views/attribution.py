@@ -1,0 +1,72 @@
+"""Attribution vs exact patching: how well AtP, AtP*, RelP and IG agree with exact activation patching.
+
+The method x component-type table of Pearson r (and the full agreement table: Spearman, top-k
+recall, sign agreement, cost) is the one the attribution harness stored; the scatter puts each
+method's estimated effect of every cell against the exact effect (:func:`interp.viz.attribution.scatter`),
+and the heatmaps show the exact sweep next to one method's estimate on the same colour scale.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+from browse import choose_run, reading, stamp
+
+from interp.attribution import Comparison, load_comparison
+from interp.runs import RUNNING, Run
+from interp.viz.attribution import correlation_bars, scatter
+from interp.viz.patching import compare
+
+RUN_FILES = ("comparison.json", "comparison.parquet")
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _load(path: str, version: tuple[int, ...]) -> Comparison:
+    return load_comparison(Run(path))
+
+
+st.title("Attribution vs exact patching")
+run, info = choose_run("attribution")
+if info.status == RUNNING and "comparison" not in run.json_files():
+    st.info("This run has not stored its comparison yet. Reload the page when it has finished.")
+    st.stop()
+with reading("comparison", run):
+    comparison = _load(str(run.path), stamp(run, *RUN_FILES))
+
+meta = comparison.meta
+st.markdown(
+    f"**model** `{meta.get('model', '?')}` · **task** `{meta.get('task', '?')}` ({meta.get('examples', '?')} examples) · "
+    f"**metric** `{meta.get('metric', '?')}` · **direction** `{meta.get('direction', '?')}` · "
+    f"**top-k for recall** {meta.get('top_k', '?')}"
+)
+
+st.subheader("Pearson r with exact patching (method x component type)")
+st.dataframe(
+    comparison.pearson(),
+    column_config={method: st.column_config.NumberColumn(method, format="%.3f") for method in comparison.estimates},
+)
+st.plotly_chart(correlation_bars(comparison.to_frame()), key=f"bars-{run.id}")
+with st.expander("Full agreement table: Spearman r, top-k recall, sign agreement, cost"):
+    st.dataframe(comparison.to_frame(), hide_index=True)
+
+st.subheader("Estimate vs exact, per cell")
+components = list(comparison.exact)
+component = st.selectbox("Component type", components, key=f"component-{run.id}")
+methods = st.multiselect("Methods", list(comparison.estimates), default=list(comparison.estimates),
+                         key=f"methods-{run.id}")
+available = [m for m in methods if component in comparison.estimates[m]]
+if not available:
+    st.info("Choose at least one method that estimated this component type.")
+    st.stop()
+exact = comparison.exact[component]
+figure = scatter(exact, [comparison.estimates[m][component] for m in available])
+figure.update_layout(height=520)
+st.plotly_chart(figure, key=f"scatter-{run.id}-{component}")
+
+if len(exact.axes) == 2:
+    method = st.selectbox("Heatmap of one method next to exact patching", available, key=f"heat-{run.id}-{component}")
+    side_by_side = compare(exact, comparison.estimates[method][component], normalized=False,
+                           titles=(f"exact {component}", f"{method} estimate"))
+    side_by_side.update_layout(height=max(420, 20 * len(exact.coords[exact.axes[0]]) + 180))
+    st.plotly_chart(side_by_side, key=f"compare-{run.id}-{component}-{method}")
+else:
+    st.caption(f"{component} has axes {list(exact.axes)}: no single heatmap; the scatter shows every cell.")

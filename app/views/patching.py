@@ -1,0 +1,274 @@
+"""Activation patching: the layer x position / layer x head heatmaps of a run, with a drill-down.
+
+Click a cell of the heatmap (or pick it below it) to see every example's value there next to its
+clean and corrupt prompts. The heatmap is :func:`interp.viz.patching.heatmap` with its clickable
+overlay (plotly heatmaps report no selection to Streamlit, streamlit#8760). "Compare runs" puts two
+results on the same grid side by side, e.g. denoising against noising, with their difference.
+Everything shown was computed and stored by the patching runner; the page only reads it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+from browse import choose_run, reading, stamp, store
+from browse import run_label as describe_run
+
+from interp.errors import InterpError
+from interp.patching.persist import load_result, result_names
+from interp.patching.result import PatchingResult
+from interp.runs import CORRUPT, RUNNING, Run
+from interp.viz.comparison import difference, same_grid
+from interp.viz.patching import compare, example_drilldown, heatmap
+
+TASK_COLUMNS = ["example", "clean", "corrupt", "answer", "wrong"]
+
+
+@st.cache_resource(max_entries=24, show_spinner=False)
+def _load(path: str, name: str, version: tuple[int, ...]) -> PatchingResult:
+    return load_result(Run(path), name)
+
+
+@st.cache_resource(max_entries=24, show_spinner=False)
+def _table(path: str, name: str, version: tuple[int, ...]) -> pd.DataFrame:
+    return Run(path).read_table(name)
+
+
+@st.cache_resource(max_entries=256, show_spinner=False)
+def _description(path: str, name: str, version: tuple[int, ...]) -> dict[str, Any]:
+    return Run(path).read_json(name)
+
+
+def result_of(run: Run, name: str) -> PatchingResult:
+    with reading(f"result {name!r}", run):
+        return _load(str(run.path), name, stamp(run, f"{name}.safetensors", f"{name}.json"))
+
+
+def table_of(run: Run, name: str) -> pd.DataFrame:
+    with reading(f"table {name!r}", run):
+        return _table(str(run.path), name, stamp(run, f"{name}.parquet"))
+
+
+def coord_label(result: PatchingResult, axis: str, value: int) -> str:
+    """How a coordinate reads on an axis: the token for a position, ``L3``/``H5`` for layers/heads."""
+    if axis == "pos" and result.position_labels is not None and 0 <= value < len(result.position_labels):
+        return result.position_labels[value]
+    return f"{axis[0].upper()}{value}" if axis in ("layer", "head") else str(value)
+
+
+def result_title(run: Run, name: str) -> str:
+    """``name (sweep: layer x pos, denoising)`` from the result's stored description."""
+    try:
+        description = _description(str(run.path), name, stamp(run, f"{name}.json"))
+        return f"{name}  ({description['sweep']}: {' x '.join(description['axes'])}, {description['direction']})"
+    except (InterpError, OSError, ValueError, KeyError):  # unreadable: said when the result itself is opened
+        return name
+
+
+def use_normalized(results: list[PatchingResult], key: str) -> bool:
+    """The normalised / raw toggle; falls back to raw values (with the reason) where undefined."""
+    wanted = st.toggle("Normalised (clean = 1, corrupt = 0)", value=True, key=key)
+    if not wanted:
+        return False
+    for result in results:
+        try:
+            result.normalized()
+        except InterpError as error:
+            st.warning(f"Showing raw values: {error}")
+            return False
+    return True
+
+
+def free_and_fixed(result: PatchingResult, key: str) -> tuple[str, str, dict[str, int]]:
+    """The two axes to draw (the first axis down, a chosen one across) and values for the others."""
+    y_axis = result.axes[0]
+    if len(result.axes) == 2:
+        return y_axis, result.axes[1], {}
+    columns = st.columns(len(result.axes) - 1)
+    x_axis = columns[0].selectbox("Across", result.axes[1:], key=f"{key}-across")
+    fixed = {}
+    others = [axis for axis in result.axes[1:] if axis != x_axis]
+    for column, axis in zip(columns[1:], others, strict=True):
+        values = result.coords[axis]
+        fixed[axis] = column.selectbox(
+            f"At {axis}", values, index=len(values) - 1, key=f"{key}-at-{axis}",
+            format_func=lambda v, a=axis: coord_label(result, a, v),
+        )
+    return y_axis, x_axis, fixed
+
+
+def strongest_cell(
+    summary: pd.DataFrame, axes: tuple[str, ...], fixed: dict[str, int], normalized: bool
+) -> dict[str, int] | None:
+    """The cell with the largest |mean| in the stored per-cell summary (within the fixed values)."""
+    rows = summary
+    for axis, value in fixed.items():
+        rows = rows[rows[axis] == value]
+    column = "normalized_mean" if normalized else "mean"
+    if rows.empty or column not in rows:
+        return None
+    best = rows.loc[rows[column].abs().idxmax()]
+    return {axis: int(best[axis]) for axis in axes}
+
+
+def show_heatmap(run: Run, names: list[str]) -> None:
+    name = st.selectbox("Result", names, key=f"result-{run.id}",
+                        format_func=lambda n: result_title(run, n))
+    result = result_of(run, name)
+    key = f"{run.id}-{name}"
+    normalized = use_normalized([result], key=f"norm-{key}")
+    y_axis, x_axis, fixed = free_and_fixed(result, key)
+    figure = heatmap(result, normalized, fixed, selectable=True)
+    figure.update_layout(height=max(420, 20 * len(result.coords[y_axis]) + 180))
+    event = st.plotly_chart(figure, key=f"heatmap-{key}-{sorted(fixed.items())}", on_select="rerun",
+                            selection_mode="points")
+    st.caption("Hover a cell for its mean, standard error and number of examples; click it for the examples.")
+
+    picked = [p["customdata"] for p in (event.selection.points if event else []) if p.get("customdata")]
+    cell_key = f"cell-{key}"
+    if picked and st.session_state.get(f"{cell_key}-clicked") != picked[0]:
+        st.session_state[f"{cell_key}-clicked"] = picked[0]
+        st.session_state[f"{cell_key}-{y_axis}"], st.session_state[f"{cell_key}-{x_axis}"] = (int(v) for v in picked[0])
+    summary = table_of(run, f"{name}_summary")
+    default = strongest_cell(summary, result.axes, fixed, normalized) or {}
+    for axis in (y_axis, x_axis):
+        if st.session_state.get(f"{cell_key}-{axis}") not in result.coords[axis]:
+            st.session_state[f"{cell_key}-{axis}"] = default.get(axis, result.coords[axis][0])
+
+    st.subheader("Examples at a cell")
+    pick_y, pick_x = st.columns(2)
+    cell = dict(fixed)
+    for column, axis in ((pick_y, y_axis), (pick_x, x_axis)):
+        cell[axis] = column.selectbox(axis, result.coords[axis], key=f"{cell_key}-{axis}",
+                                      format_func=lambda v, a=axis: coord_label(result, a, v))
+    show_cell(run, result, summary, cell, normalized)
+
+    with st.expander("Strongest cells (stored summary)"):
+        column = "normalized_mean" if normalized else "mean"
+        top = summary.reindex(summary[column].abs().sort_values(ascending=False).index).head(15)
+        if "pos" in top:
+            top = top.assign(token=[coord_label(result, "pos", int(p)) for p in top["pos"]])
+        st.dataframe(top, hide_index=True)
+    with st.expander("Cost"):
+        st.json({k: round(v, 4) for k, v in result.cost.as_dict().items()}, expanded=True)
+
+
+def show_cell(run: Run, result: PatchingResult, summary: pd.DataFrame, cell: dict[str, int], normalized: bool) -> None:
+    where = ", ".join(f"{axis} {coord_label(result, axis, cell[axis])}" for axis in result.axes)
+    row = summary
+    for axis in result.axes:
+        row = row[row[axis] == cell[axis]]
+    if not row.empty:
+        stats = row.iloc[0]
+        tiles = st.columns(3)
+        if normalized:
+            tiles[0].metric("normalised mean", f"{stats['normalized_mean']:.3f}", help=where)
+            tiles[1].metric("standard error", f"{stats['normalized_sem']:.3f}")
+        else:
+            tiles[0].metric(f"mean {result.metric}", f"{stats['mean']:.3f}", help=where)
+            tiles[1].metric("standard error", f"{stats['sem']:.3f}")
+        tiles[2].metric("examples", result.values.shape[0])
+    st.plotly_chart(example_drilldown(result, cell, normalized), key=f"drilldown-{run.id}-{result.sweep}")
+
+    index = (slice(None), *(result.coords[axis].index(cell[axis]) for axis in result.axes))
+    examples = pd.DataFrame({
+        "example": range(result.values.shape[0]),
+        "patched": result.values[index].tolist(),
+        "clean metric": result.clean.tolist(),
+        "corrupt metric": result.corrupt.tolist(),
+    })
+    if normalized:
+        examples.insert(1, "normalised", result.normalized()[index].tolist())
+    if "task" in run.tables():
+        task = table_of(run, "task")
+        examples = task[[c for c in TASK_COLUMNS if c in task.columns]].merge(examples, on="example", how="right")
+    st.dataframe(examples, hide_index=True, width="stretch")
+
+
+def comparable(result: PatchingResult, exclude: tuple[str, str]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(run id, result name, description) of every stored result with the same axes as ``result``."""
+    found = []
+    for info in store().list("patching"):
+        if info.status == CORRUPT:
+            continue
+        run = Run(info.path)
+        try:
+            names = result_names(run)
+            descriptions = [(n, _description(str(run.path), n, stamp(run, f"{n}.json"))) for n in names]
+        except (InterpError, OSError, ValueError, KeyError):  # an unreadable run just cannot be compared
+            continue
+        for name, description in descriptions:
+            if (info.id, name) != exclude and tuple(description.get("axes", ())) == result.axes:
+                found.append((info.id, name, description))
+    return found
+
+
+def show_compare(run: Run, names: list[str]) -> None:
+    name = st.selectbox("Result A (this run)", names, key=f"compare-a-{run.id}",
+                        format_func=lambda n: result_title(run, n))
+    first = result_of(run, name)
+    others = comparable(first, (run.id, name))
+    if not others:
+        st.info(
+            f"No other stored result has the axes {list(first.axes)}. To compare denoising with noising, run "
+            f"the same config again with `direction: {'noising' if first.direction == 'denoising' else 'denoising'}`."
+        )
+        return
+    preferred = sorted(range(len(others)), key=lambda i: (
+        others[i][2].get("sweep") != first.sweep, others[i][2].get("direction") == first.direction))
+    runs = {info.id: info for info in store().list("patching")}
+    choice = st.selectbox(
+        "Result B", preferred, key=f"compare-b-{run.id}-{name}",
+        format_func=lambda i: f"{others[i][1]} ({others[i][2].get('direction')}) in {describe_run(runs[others[i][0]])}",
+    )
+    other_id, other_name, _ = others[choice]
+    second = result_of(Run(runs[other_id].path), other_name)
+    normalized = use_normalized([first, second], key=f"compare-norm-{run.id}-{name}")
+    _, _, fixed = free_and_fixed(first, f"compare-{run.id}-{name}")
+    titles = (f"A: {first.direction} {first.sweep} ({run.id})", f"B: {second.direction} {second.sweep} ({other_id})")
+    try:
+        side_by_side = compare(first, second, normalized, fixed, titles)
+    except ValueError as error:
+        st.info(f"These two results cannot be drawn together: {error}")
+        return
+    side_by_side.update_layout(height=max(420, 20 * len(first.coords[first.axes[0]]) + 180))
+    st.plotly_chart(side_by_side, key=f"compare-{run.id}-{name}-{other_id}-{other_name}")
+    problem = same_grid(first, second)
+    if problem is not None:
+        st.info(f"No cell-by-cell difference: {problem}.")
+        return
+    delta = difference(first, second, normalized, fixed, names=("A", "B"))
+    delta.update_layout(height=max(420, 20 * len(first.coords[first.axes[0]]) + 180))
+    st.plotly_chart(delta, key=f"difference-{run.id}-{name}-{other_id}-{other_name}")
+
+
+st.title("Activation patching")
+run, info = choose_run("patching")
+with reading("results index", run):
+    names = result_names(run)
+    planned = len(run.config.get("sweeps", []))
+if not names:
+    if info.status == RUNNING:
+        groups = {group: len(run.finished_shards(group)) for group in run.shard_groups()}
+        done = ", ".join(f"{group}: {count} shard(s)" for group, count in groups.items()) or "no shard yet"
+        st.info(f"No sweep of this run has finished yet ({done} written). Reload the page later.")
+        st.stop()
+    st.error("This run has no patching results: its results index (`results.json`) is missing or empty.")
+    st.stop()
+
+first = result_of(run, names[0])
+dataset = info.dataset if isinstance(info.dataset, dict) else {"name": info.dataset}
+sweeps = f"{len(names)} of {planned}" if planned else str(len(names))
+st.markdown(
+    f"**model** `{first.meta.get('model', '?')}` · **task** `{dataset.get('name', '?')}` "
+    f"({first.values.shape[0]} examples) · **metric** `{first.metric}` · **direction** `{first.direction}` · "
+    f"**sweeps finished** {sweeps}"
+)
+
+view = st.radio("View", ["Heatmap", "Compare runs"], horizontal=True, key="patching-view", label_visibility="collapsed")
+if view == "Heatmap":
+    show_heatmap(run, names)
+else:
+    show_compare(run, names)

@@ -1,0 +1,329 @@
+"""The Streamlit app, page by page, with ``streamlit.testing.v1.AppTest`` on a store the library builds.
+
+The fixture store holds what the CLIs write, made on tiny models: two patching runs (denoising
+with a layer x position, a layer x head and a three-axis sweep; noising with the layer x position
+sweep), an attribution comparison and an SAE training run. Bad runs (missing file, truncated
+tensors, unreadable manifest, still running, failed) are damaged copies of those, each in its own
+store. Every page must show them as a message, never an exception, and must not change a byte of
+the runs it reads.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from interp.attribution import load_comparison
+from interp.attribution.config import AttributionConfig
+from interp.attribution.runner import run_attribution
+from interp.models import load_model
+from interp.patching.config import PatchConfig
+from interp.patching.persist import load_result
+from interp.patching.runner import run_config
+from interp.runs import RunStore
+from interp.sae import train, validate_config
+from interp.tasks import ioi_task
+
+ENTRY = str(Path(__file__).resolve().parent.parent / "app" / "Home.py")
+PAGES = ["views/overview.py", "views/patching.py", "views/attribution.py", "views/sae.py"]
+TIMEOUT = 60
+
+
+@pytest.fixture(scope="session")
+def store_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store with one run of each kind (two patching runs), written by the library on tiny models."""
+    root = tmp_path_factory.mktemp("runs")
+    store = RunStore(root)
+    task = {"n": 4, "seed": 0, "corruption": "abc", "order": "mixed"}
+    width = ioi_task(load_model("tiny-llama"), **task).clean.shape[1]
+    tail = list(range(width - 8, width))  # the last positions: a small grid, still token-labelled
+    resid = {"sweep": "resid_pre", "positions": tail}
+    run_config(PatchConfig.model_validate({
+        "model": "tiny-llama", "task": task,
+        "sweeps": [resid, {"sweep": "head_z"}, {"sweep": "head_z_by_pos", "layers": [1], "heads": [0, 1], "positions": tail[-3:]}],
+    }), store)
+    run_config(PatchConfig.model_validate({
+        "model": "tiny-llama", "task": task, "direction": "noising", "sweeps": [resid],
+    }), store)
+    run_attribution(AttributionConfig.model_validate({
+        "model": "tiny-llama", "task": task, "methods": ["atp", "atp*"], "sweeps": [resid, {"sweep": "head_z"}],
+    }), store)
+    corpus = tmp_path_factory.mktemp("corpus") / "corpus.txt"
+    corpus.write_text("\n\n\n".join(f"When Mary and John went to the store, John gave a drink to Mary. Story {i}." for i in range(60)))
+    train(validate_config({
+        "model": "tiny-llama", "device": "cpu", "training_tokens": 2000, "checkpoint_every": 0,
+        "data": {"source": {"kind": "text", "paths": [str(corpus)]}, "context_size": 24, "eval_rows": 6},
+        "store": {"batch_size": 500, "buffer_rows": 16, "model_batch_size": 16, "cache": False},
+        "optim": {"lr": 1e-3, "warmup_steps": 2, "dead_after_tokens": 1000},
+        "features": {"top_k": 3, "context": 2, "n_logits": 4},
+        "saes": [{"name": "topk", "site": "blocks.1.hook_resid_post", "d_sae": 96, "activation": {"kind": "topk", "k": 4}}],
+    }), runs_root=root, progress=False, log=lambda _: None)
+    return root
+
+
+@pytest.fixture(autouse=True)
+def fresh_caches():
+    st.cache_data.clear()
+    yield
+
+
+def run_id(root: Path, kind: str, direction: str | None = None) -> str:
+    store = RunStore(root)
+    for info in store.list(kind):
+        if direction is None or store.get(info.id).config.get("direction") == direction:
+            return info.id
+    raise AssertionError(f"no {kind} run in {root}")
+
+
+def open_page(root: Path, page: str, monkeypatch: pytest.MonkeyPatch, run: str | None = None, **state) -> AppTest:
+    """The app on store ``root``, switched to ``page`` (with ``?run=`` and session state set), run once."""
+    monkeypatch.setenv("INTERP_RUNS_DIR", str(root))
+    at = AppTest.from_file(ENTRY, default_timeout=TIMEOUT)
+    at.run()
+    at.switch_page(page)
+    if run is not None:
+        at.query_params["run"] = run
+    for key, value in state.items():
+        at.session_state[key] = value
+    return at.run()
+
+
+def messages(at: AppTest) -> str:
+    return " ".join(e.value for kind in ("error", "warning", "info") for e in getattr(at, kind))
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def charts(at: AppTest) -> list[dict]:
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def array(value: dict | list) -> np.ndarray:
+    """A figure array from its JSON: plotly writes numpy arrays as base64 typed arrays."""
+    if isinstance(value, dict):
+        data = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+        shape = value.get("shape")
+        return data.reshape([int(n) for n in str(shape).split(",")]) if shape is not None else data
+    return np.asarray(value)
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def copy_run(source: Path, root: Path, new_id: str) -> Path:
+    """A copy of a run under a new id (the manifest's id follows the directory name)."""
+    target = root / new_id
+    shutil.copytree(source, target)
+    manifest = json.loads((target / "manifest.json").read_text())
+    manifest["id"] = new_id
+    (target / "manifest.json").write_text(json.dumps(manifest))
+    return target
+
+
+# ------------------------------------------------------------------ every page on good runs
+
+
+def test_every_page_renders_and_writes_nothing(store_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = snapshot(store_root)
+    for page in PAGES:
+        at = open_page(store_root, page, monkeypatch)
+        assert_clean(at)
+        assert at.title, page
+    assert snapshot(store_root) == before
+
+
+def test_overview_lists_and_filters_runs(store_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = open_page(store_root, "views/overview.py", monkeypatch)
+    assert_clean(at)
+    listed = at.dataframe[0].value
+    assert sorted(listed["kind"]) == ["attribution", "patching", "patching", "sae"]
+    assert at.metric[0].value == "4"
+    at.multiselect(key="filter-kind").set_value(["patching"]).run()
+    assert set(at.dataframe[0].value["kind"]) == {"patching"}
+    link = at.get("page_link")[0]
+    assert "patching" in link.proto.page
+
+
+def test_patching_heatmap_matches_the_stored_result(store_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rid = run_id(store_root, "patching", "denoising")
+    at = open_page(store_root, "views/patching.py", monkeypatch, run=rid)
+    assert_clean(at)
+    result = load_result(RunStore(store_root).get(rid), "sweep0_resid_pre")
+    heat = charts(at)[0]
+    assert [trace["type"] for trace in heat["data"]] == ["heatmap", "scatter"]
+    assert np.allclose(array(heat["data"][0]["z"]), result.mean().numpy(), atol=1e-6)
+    overlay = heat["data"][1]
+    n_layers, n_pos = result.grid_shape
+    assert len(overlay["customdata"]) == n_layers * n_pos
+    assert overlay["hovertemplate"] and overlay.get("hoverinfo") != "skip"
+    assert heat["data"][0]["x"][-1] == result.position_labels[result.coords["pos"][-1]]  # tokens label positions
+
+
+def test_patching_cell_drilldown_shows_per_example_values_and_prompts(
+    store_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rid = run_id(store_root, "patching", "denoising")
+    at = open_page(store_root, "views/patching.py", monkeypatch, run=rid)
+    result = load_result(RunStore(store_root).get(rid), "sweep0_resid_pre")
+    key = f"cell-{rid}-sweep0_resid_pre"
+    at.selectbox(key=f"{key}-layer").set_value(1)
+    at.selectbox(key=f"{key}-pos").set_value(result.coords["pos"][2]).run()
+    assert_clean(at)
+    table = at.dataframe[0].value
+    assert list(table["patched"]) == pytest.approx(result.values[:, 1, 2].tolist())
+    assert list(table["normalised"]) == pytest.approx(result.normalized()[:, 1, 2].tolist())
+    assert table["clean"].str.len().min() > 10 and "corrupt" in table
+
+
+def test_patching_layer_by_head_and_three_axis_results(store_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rid = run_id(store_root, "patching", "denoising")
+    at = open_page(store_root, "views/patching.py", monkeypatch, run=rid)
+    at.selectbox(key=f"result-{rid}").set_value("sweep1_head_z").run()
+    assert_clean(at)
+    heat = charts(at)[0]
+    assert heat["data"][0]["x"][0] == "H0" and heat["data"][0]["y"][0] == "L0"
+    at.selectbox(key=f"result-{rid}").set_value("sweep2_head_z_by_pos").run()
+    assert_clean(at)
+    heat = charts(at)[0]
+    assert list(heat["data"][0]["y"]) == ["L1"] and list(heat["data"][0]["x"]) == ["H0", "H1"]
+
+
+def test_patching_compares_denoising_with_noising(store_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rid = run_id(store_root, "patching", "denoising")
+    at = open_page(store_root, "views/patching.py", monkeypatch, run=rid)
+    at.radio(key="patching-view").set_value("Compare runs").run()
+    assert_clean(at)
+    side_by_side, delta = charts(at)
+    titles = [a["text"] for a in side_by_side["layout"]["annotations"]]
+    assert titles[0].startswith("A: denoising") and titles[1].startswith("B: noising")
+    assert delta["data"][0]["type"] == "heatmap" and "B minus A" in delta["layout"]["title"]["text"]
+
+
+def test_attribution_page_shows_the_stored_r_table_and_scatter(store_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rid = run_id(store_root, "attribution")
+    at = open_page(store_root, "views/attribution.py", monkeypatch)
+    assert_clean(at)
+    stored = load_comparison(RunStore(store_root).get(rid)).pearson()
+    shown = at.dataframe[0].value
+    assert np.allclose(shown.to_numpy(dtype=float), stored.to_numpy(dtype=float), equal_nan=True)
+    scatter = charts(at)[1]
+    assert {t["name"].split(" ")[0] for t in scatter["data"][:-1]} == {"atp", "atp*"}
+    at.selectbox(key=f"component-{rid}").set_value("head_z").run()
+    assert_clean(at)
+
+
+def test_sae_page_metrics_and_latent_browser(store_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rid = run_id(store_root, "sae")
+    at = open_page(store_root, "views/sae.py", monkeypatch)
+    assert_clean(at)
+    metrics = RunStore(store_root).get(rid).read_table("metrics")
+    assert at.dataframe[0].value["l0"].tolist() == pytest.approx(metrics["l0"].tolist())
+    features = RunStore(store_root).get(rid).read_table("features-topk")
+    alive = features[features["density"] > 0].sort_values("max_activation", ascending=False)
+    assert at.selectbox(key=f"latent-{rid}-topk").value == alive["latent"].iloc[0]
+    contexts = at.get("html")[0].proto.body
+    assert contexts.count("<span") >= 1 and "rgba(255, 140, 0" in contexts
+    latent = int(alive["latent"].iloc[-1])
+    at.text_input(key=f"search-{rid}-topk").set_value(str(latent)).run()
+    assert_clean(at)
+    assert at.selectbox(key=f"latent-{rid}-topk").value == latent
+    assert any("latent " + str(latent) in str(chart["layout"].get("title")) for chart in charts(at))
+
+
+def test_model_page_runs_a_tiny_model(store_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = open_page(store_root, "views/model.py", monkeypatch, model_name="tiny-llama")
+    assert_clean(at)
+    next_token, lens, attention = charts(at)
+    assert sum(next_token["data"][0]["x"]) <= 1.0 + 1e-6
+    assert lens["data"][0]["y"] == ["embed", "L0", "L1", "L2"]
+    assert "layer 1 head 0" in attention["layout"]["title"]["text"]
+    at.selectbox(key="head").set_value(3).run()
+    assert_clean(at)
+    assert "head 3" in charts(at)[2]["layout"]["title"]["text"]
+
+
+def test_model_page_says_when_a_model_cannot_load(store_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = open_page(store_root, "views/model.py", monkeypatch, model_name="no-such-model-here")
+    assert not at.exception
+    assert "Cannot load model" in at.error[0].value
+
+
+# ------------------------------------------------------------------ empty store and bad runs
+
+
+def test_empty_store_says_so_on_every_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for page in PAGES:
+        at = open_page(tmp_path, page, monkeypatch)
+        assert not at.exception and not at.error, page
+        assert "No " in messages(at) and str(tmp_path) in messages(at), page
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated", "corrupt"])
+def test_damaged_patching_run_is_a_message(store_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           damage: str) -> None:
+    suffix = {"missing": "a00001", "truncated": "a00002", "corrupt": "a00003"}[damage]
+    bad_id = f"patching-20990101-000000-{suffix}"
+    bad = copy_run(store_root / run_id(store_root, "patching", "denoising"), tmp_path, bad_id)
+    if damage == "missing":
+        (bad / "sweep0_resid_pre.safetensors").unlink()
+    elif damage == "truncated":
+        path = bad / "sweep0_resid_pre.safetensors"
+        path.write_bytes(path.read_bytes()[:100])
+    else:
+        (bad / "manifest.json").write_text("{ not json")
+    for page in ("views/patching.py", "views/overview.py"):
+        at = open_page(tmp_path, page, monkeypatch, run=bad_id)
+        assert not at.exception, [e.value for e in at.exception]
+    at = open_page(tmp_path, "views/patching.py", monkeypatch, run=bad_id)
+    expected = {"missing": "has no tensor file", "truncated": "Cannot read", "corrupt": "cannot be read"}[damage]
+    assert expected in messages(at)
+
+
+def test_running_and_failed_runs_are_announced(store_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = RunStore(tmp_path)
+    running = store.create("patching", {"sweeps": [{"sweep": "resid_pre"}]}, model="tiny-llama")
+    at = open_page(tmp_path, "views/patching.py", monkeypatch, run=running.id)
+    assert not at.exception and "still being written" in messages(at) and "No sweep" in messages(at)
+
+    training = store.create("sae", {"saes": []}, model="tiny-llama")
+    training.update_manifest(progress={"step": 3, "total_steps": 10})
+    at = open_page(tmp_path, "views/sae.py", monkeypatch, run=training.id)
+    assert not at.exception and "when training finishes" in messages(at)
+    assert at.get("progress")
+
+    attribution = store.create("attribution", {"x": 1}, model="tiny-llama")
+    at = open_page(tmp_path, "views/attribution.py", monkeypatch, run=attribution.id)
+    assert not at.exception and "not stored its comparison yet" in messages(at)
+
+    failed = copy_run(store_root / run_id(store_root, "patching", "denoising"), tmp_path, "patching-20990101-000000-a00004")
+    RunStore(tmp_path).get(failed.name).fail(RuntimeError("out of memory"))
+    at = open_page(tmp_path, "views/patching.py", monkeypatch, run=failed.name)
+    assert not at.exception and "failed: RuntimeError: out of memory" in at.error[0].value
+    assert charts(at), "a failed run still shows what it finished"
+
+
+def test_delete_needs_the_run_id_typed(store_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    victim = copy_run(store_root / run_id(store_root, "sae"), tmp_path, "sae-20990101-000000-a00005").name
+    keeper = copy_run(store_root / run_id(store_root, "attribution"), tmp_path, "attribution-20990101-000000-a00006").name
+    at = open_page(tmp_path, "views/overview.py", monkeypatch)
+    at.selectbox(key="delete-run").set_value(victim).run()
+    assert at.button(key="delete-button").disabled
+    at.text_input(key="delete-confirm").set_value("sae-wrong").run()
+    assert at.button(key="delete-button").disabled
+    at.text_input(key="delete-confirm").set_value(victim).run()
+    at.button(key="delete-button").click().run()
+    assert not at.exception
+    assert [info.id for info in RunStore(tmp_path).list()] == [keeper]
+    assert at.dataframe[0].value["id"].tolist() == [keeper]
