@@ -7,17 +7,15 @@ and IG settings. Unknown keys and bad values are refused with the offending key 
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from interp.attribution.compare import METHODS, MethodOptions
 from interp.attribution.linear import SweepRequest
 from interp.attribution.relp import RelPRules
-from interp.patching.config import ConfigError, SweepConfig, TaskConfig
+from interp.patching.config import SweepConfig, TaskConfig, read_validated
 
 
 class _Strict(BaseModel):
@@ -87,20 +85,4 @@ class AttributionConfig(_Strict):
 
 def load_attribution_config(path: str | Path, overrides: dict[str, Any] | None = None) -> AttributionConfig:
     """Read and validate a YAML/TOML attribution config, applying command-line overrides."""
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"config file {file} does not exist")
-    try:
-        raw = tomllib.loads(file.read_text()) if file.suffix == ".toml" else yaml.safe_load(file.read_text())
-    except (yaml.YAMLError, tomllib.TOMLDecodeError) as error:
-        raise ConfigError(f"{file} is not valid {'TOML' if file.suffix == '.toml' else 'YAML'}: {error}") from error
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{file} must hold a mapping of settings, got {type(raw).__name__}")
-    raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    try:
-        return AttributionConfig.model_validate(raw)
-    except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in error.errors()
-        )
-        raise ConfigError(f"invalid attribution config {file}: {problems}") from None
+    return read_validated(path, AttributionConfig, overrides, what="attribution config")

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from interp.errors import InterpError
 from interp.patching.cells import SWEEPS
+
+
+Schema = TypeVar("Schema", bound=BaseModel)
 
 
 class ConfigError(InterpError, ValueError):
@@ -69,8 +72,11 @@ class PatchConfig(_Strict):
     prefix_reuse: bool = True
 
 
-def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> PatchConfig:
-    """Read and validate a YAML/TOML config, applying command-line overrides."""
+def read_validated(
+    path: str | Path, schema: type[Schema], overrides: dict[str, Any] | None = None, what: str = "config"
+) -> Schema:
+    """Read a YAML/TOML file, apply command-line overrides, and validate it against ``schema``;
+    every problem is reported with the dotted key it concerns."""
     file = Path(path)
     if not file.is_file():
         raise ConfigError(f"config file {file} does not exist")
@@ -82,9 +88,14 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Pa
         raise ConfigError(f"{file} must hold a mapping of settings, got {type(raw).__name__}")
     raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
     try:
-        return PatchConfig.model_validate(raw)
+        return schema.model_validate(raw)
     except ValidationError as error:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in error.errors()
         )
-        raise ConfigError(f"invalid config {file}: {problems}") from None
+        raise ConfigError(f"invalid {what} {file}: {problems}") from None
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> PatchConfig:
+    """Read and validate a YAML/TOML patching config, applying command-line overrides."""
+    return read_validated(path, PatchConfig, overrides)
