@@ -8,13 +8,15 @@ no skipped blocks, no row groups, full logits). In float64 on tiny models the en
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
 import interp
-from interp import Patch
+from interp import Patch, Zero
 from interp.patching import Cell, patch_cells, patch_sweep
-from interp.patching.engine import GroupedPatch
+from interp.patching.engine import MaskedPatch
 from interp.patching.cells import selection_mask
 from interp.tasks import get_metric, ioi_task
 
@@ -50,8 +52,8 @@ def naive_values(model: interp.Model, task, cells: list[tuple[Cell, ...]], direc
             if cell.neurons is None:
                 patches.append(Patch(site=cell.site, source=cache[cell.site], positions=cell.positions, heads=cell.heads))
             else:
-                mask = selection_mask(cell, site, cache[cell.site].shape, 0, 0).unsqueeze(0)
-                patches.append(GroupedPatch(site=cell.site, source=cache[cell.site], mask=mask))
+                mask = selection_mask(cell, site, cache[cell.site].shape, 0).unsqueeze(0)
+                patches.append(MaskedPatch(site=cell.site, source=cache[cell.site], mask=mask))
         logits = model.run(base, [*base_interventions, *patches])
         rows.append(metric(logits[:, -1], task))
     return torch.stack(rows).T
@@ -114,6 +116,45 @@ def test_path_patches_and_embeddings_with_noise_corruption() -> None:
     for direction in ("denoising", "noising"):
         result = patch_cells(model, task, cells, direction=direction)
         torch.testing.assert_close(result.values, naive_values(model, task, cells, direction, metric), rtol=0, atol=1e-9)
+
+
+def test_corruption_interventions_inside_blocks_are_applied_downstream_of_the_patch() -> None:
+    """A base intervention in block 1 must act in every patched forward that reaches block 1."""
+    model = interp.load_model("tiny-llama", dtype=torch.float64)
+    task = dataclasses.replace(
+        ioi_task(model, n=3, seed=4), corrupt_interventions=(Zero(site="blocks.1.attn.hook_z", heads=[0]),)
+    )
+    cells = [
+        (Cell(site="blocks.1.hook_resid_pre", positions=(4,)),),
+        (Cell(site="blocks.0.attn.hook_z", heads=(1,)),),
+        (Cell(site="blocks.1.attn.hook_z", heads=(0,)),),
+        (Cell(site="blocks.2.hook_resid_pre", positions=(5,)),),
+        (Cell(site="blocks.2.hook_mlp_out", positions=(task.clean.shape[1] - 1,)),),
+    ]
+    metric = get_metric("logit_diff")
+    for direction in ("denoising", "noising"):
+        result = patch_cells(model, task, cells, direction=direction)
+        torch.testing.assert_close(result.values, naive_values(model, task, cells, direction, metric), rtol=0, atol=1e-9)
+
+
+def test_noop_rows_take_the_unpatched_metric_without_a_forward() -> None:
+    model = interp.load_model("tiny-qwen2", dtype=torch.float64)
+    task = ioi_task(model, n=4, seed=5)
+    differs = (task.clean.input_ids != task.corrupt.input_ids) & task.clean.attention_mask.bool()
+    first_difference = int(differs.any(0).nonzero()[0])
+    assert first_difference > 0, "the IOI pairs share a prefix"
+    skipped = patch_sweep(model, task, "resid_pre")
+    full = patch_sweep(model, task, "resid_pre", skip_noop_rows=False)
+    torch.testing.assert_close(skipped.values, full.values, rtol=0, atol=1e-12)
+    assert full.cost.noop_rows == 0 and skipped.cost.noop_rows > 0
+    assert skipped.cost.flops < full.cost.flops and skipped.cost.naive_flops == full.cost.naive_flops
+    # a shared-prefix position: every layer's patch is the identity, exactly the corrupt run
+    for layer in range(model.dims.n_layers):
+        assert torch.equal(skipped.values[:, layer, first_difference - 1], skipped.corrupt)
+    # patching a site with its own value is skipped for every example
+    own = patch_cells(model, dataclasses.replace(task, clean=task.corrupt), [Cell(site="blocks.1.attn.hook_z")])
+    assert own.cost.forward_passes == 2 and own.cost.noop_rows == len(task)
+    assert torch.equal(own.values[:, 0], own.corrupt)
 
 
 def test_bad_cells_are_clear_errors() -> None:

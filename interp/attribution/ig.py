@@ -35,7 +35,7 @@ from interp.attribution.nodes import SweepSpec, grid
 from interp.attribution.result import AttributionResult
 from interp.attribution.runs import Direction, ForwardRun, forward, roles
 from interp.model import Model
-from interp.patching import Cell, GroupedPatch
+from interp.patching import Cell, MaskedPatch
 from interp.patching.cells import selection_mask
 from interp.patching.engine import TaskMetric
 
@@ -63,7 +63,7 @@ def covered_mask(model: Model, spec: SweepSpec, layer: int, shape: Sequence[int]
         heads=tuple(spec.coords["head"]) if "head" in spec.coords else None,
         neurons=tuple(spec.coords["neuron"]) if "neuron" in spec.coords else None,
     )
-    return selection_mask(cell, site, shape, 0, model.dims.n_heads)
+    return selection_mask(cell, site, shape, 0)
 
 
 def _average_gradients(
@@ -83,7 +83,7 @@ def _average_gradients(
     total: dict[str, torch.Tensor] = {}
     for alpha in alphas:
         point = base_value + alpha * (source_value - base_value)
-        patch = GroupedPatch(site=site, source=point, mask=mask.unsqueeze(0))
+        patch = MaskedPatch(site=site, source=point, mask=mask.unsqueeze(0))
         run = forward(model, task, which, metric_fn, [], grad_sites=grad_sites, extra_interventions=[patch])
         for name, grad in run.grads(grad_sites).items():
             total[name] = total[name] + grad.double() if name in total else grad.double()

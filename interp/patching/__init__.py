@@ -1,11 +1,11 @@
 """Activation patching: exact sweeps (:func:`patch_sweep`, :func:`patch_cells`) and their results."""
 
 from interp.patching.cells import SWEEPS, Cell
-from interp.patching.engine import Cost, GroupedPatch, PatchingEngine
+from interp.patching.engine import Cost, MaskedPatch, PatchingEngine
 from interp.patching.result import PatchingResult
 from interp.patching.sweep import patch_cells, patch_sweep
 
-__all__ = ["SWEEPS", "Cell", "Cost", "GroupedPatch", "PatchingEngine", "PatchingResult", "patch_cells", "patch_sweep"]
+__all__ = ["SWEEPS", "Cell", "Cost", "MaskedPatch", "PatchingEngine", "PatchingResult", "patch_cells", "patch_sweep"]
 
 
 def __getattr__(name: str):

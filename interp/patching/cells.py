@@ -136,7 +136,7 @@ def start_of(group: CellGroup, prefix_reuse: bool) -> tuple[int, int]:
     return start_layer, (start_pos if prefix_reuse and start_layer >= 0 else 0)
 
 
-def selection_mask(cell: Cell, site: Site, shape: Sequence[int], start_pos: int, n_heads: int) -> torch.Tensor:
+def selection_mask(cell: Cell, site: Site, shape: Sequence[int], start_pos: int) -> torch.Tensor:
     """Boolean mask over a site's non-batch axes (suffix coordinates) selecting the cell's entries."""
     dims = list(shape[1:])
     mask = torch.ones(dims, dtype=torch.bool)

@@ -70,6 +70,7 @@ class PatchConfig(_Strict):
     shard_cells: int = Field(64, ge=1, description="cells per resumable shard")
     max_rows: int | None = Field(None, ge=1, description="rows per forward (default: from a memory budget)")
     prefix_reuse: bool = True
+    skip_noop_rows: bool = True
 
 
 def read_validated(

@@ -11,7 +11,7 @@ forcing that component to the value it takes on another input, then reading a me
 The run being patched is the *base* run, the run the patch values come from the *source* run.
 TransformerLens runs one full forward of the whole batch per cell. The results here are the same
 numbers (exact, not approximated: tested against a one-forward-per-cell loop and against
-TransformerLens), with three savings that follow from causality:
+TransformerLens), with four savings that follow from causality:
 
 1. **Start at the patched block.** Blocks before the patched one compute what the base run
    computed, so the forward starts at block ``L`` from the base run's cached ``resid_pre[L]``:
@@ -21,12 +21,21 @@ TransformerLens), with three savings that follow from causality:
    positions ``p..T-1`` are computed; their attention reads the base run's keys and values of
    positions ``0..p-1`` from a pre-filled KV cache.
 3. **Logits only where the metric reads them** (the last position: ``logits_to_keep=1``).
+4. **No forward for a patch that changes nothing.** Where an example's source activation equals
+   its base activation at every patched entry, the patched run is the base run, so the example
+   takes the base run's metric. Clean and corrupt prompts usually share a prefix (every position of
+   it, in every block) and, in block 0, every token the corruption leaves alone.
 
-For a (layer x position) sweep that is about a quarter of the naive FLOPs (:mod:`.flops` counts
-them). Cells with the same starting point share one forward: the batch is repeated once per cell
-(a *row group*), and a :class:`GroupedPatch` writes each group's own patch through a boolean mask
-indexed by group, so one forward evaluates many cells. The number of rows per forward is sized
-from a memory budget.
+For a (layer x position) sweep the first three are about a quarter of the naive FLOPs (:mod:`.flops`
+counts them); the fourth removes the shared prefix on top. Cells with the same starting point share
+one forward: each batch row is one (cell, example) pair, and a :class:`MaskedPatch` writes every row
+its own cell's patch through a boolean mask, so one forward evaluates many cells. The number of rows
+per forward is sized from a memory budget.
+
+A base run changed by interventions (a corruption that is not a prompt, e.g. noise) keeps the
+savings only for cells downstream of every intervened block: the cached residual holds the effect
+of upstream interventions, but a forward starting earlier would skip ones it should apply, so those
+cells run a full forward with the interventions.
 """
 
 from __future__ import annotations
@@ -39,7 +48,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Bool, Float
 from transformers import DynamicCache
 
 from interp.cache import ActivationCache
@@ -56,32 +65,30 @@ TaskMetric = Callable[[Float[torch.Tensor, "example vocab"], Any], Float[torch.T
 
 
 @dataclass(frozen=True, kw_only=True)
-class GroupedPatch(Intervention):
-    """Row group ``g`` of the batch takes ``source`` wherever ``mask[g]`` is True.
+class MaskedPatch(Intervention):
+    """Row ``r`` of the batch takes ``source[r]`` wherever ``mask[r]`` is True.
 
-    ``value`` has ``G * B`` rows (group-major), ``source`` has ``B`` rows and ``mask`` is
-    ``(G, *site_axes)`` (broadcastable), so one forward carries G different patches.
+    ``source`` has the site's shape; ``mask`` is ``(rows, *site_axes)``, or ``(1, *site_axes)`` for
+    one mask shared by every row (broadcastable along any axis). Each row of one forward can carry a
+    different patch (another cell of the sweep, or the same cell for another example).
     """
 
-    source: Float[torch.Tensor, "example ..."]
-    mask: torch.Tensor
-    kind: ClassVar[str] = "grouped_patch"
+    source: Float[torch.Tensor, "row ..."]
+    mask: Bool[torch.Tensor, "row ..."]
+    kind: ClassVar[str] = "masked_patch"
     _tensor_fields: ClassVar[tuple[str, ...]] = ("source", "mask")
 
     def new_value(self, value: torch.Tensor, site: Site) -> torch.Tensor:
-        return self.source.repeat(self.mask.shape[0], *[1] * (self.source.ndim - 1))
+        return self.source
 
     def apply(self, value: torch.Tensor, site: Site) -> torch.Tensor:
-        groups, rows = self.mask.shape[0], self.source.shape[0]
-        if value.shape[0] != groups * rows or value.shape[1:] != self.source.shape[1:]:
+        if value.shape != self.source.shape or self.mask.shape[0] not in (1, value.shape[0]):
             raise InterventionError(
-                f"grouped patch at {site.name!r}: value {tuple(value.shape)} is not {groups} groups of "
-                f"source {tuple(self.source.shape)}"
+                f"masked patch at {site.name!r}: value {tuple(value.shape)} needs a source of the same shape "
+                f"(got {tuple(self.source.shape)}) and a mask of 1 or {value.shape[0]} rows (got {tuple(self.mask.shape)})"
             )
-        grouped = value.view(groups, rows, *value.shape[1:])
-        mask = self.mask.to(value.device).unsqueeze(1)
-        patched = torch.where(mask, self.source.to(device=value.device, dtype=value.dtype).unsqueeze(0), grouped)
-        return patched.view_as(value)
+        source = self.source.to(device=value.device, dtype=value.dtype)
+        return torch.where(self.mask.to(value.device), source, value)
 
 
 @dataclass
@@ -97,13 +104,18 @@ class CapturedRun:
 
 @dataclass
 class Cost:
-    """Work done by a sweep, next to what a naive one-full-forward-per-cell sweep would do."""
+    """Work done by a sweep, next to what a naive one-full-forward-per-cell sweep would do.
+
+    ``noop_rows`` counts (cell, example) pairs answered from the unpatched run without a forward,
+    because the patch wrote the values the site already had.
+    """
 
     forward_passes: int = 0
     flops: float = 0.0
     naive_forward_passes: int = 0
     naive_flops: float = 0.0
     seconds: float = 0.0
+    noop_rows: int = 0
 
     @property
     def flop_fraction(self) -> float:
@@ -117,6 +129,7 @@ class Cost:
             "naive_flops": self.naive_flops,
             "flop_fraction": self.flop_fraction,
             "seconds": self.seconds,
+            "noop_rows": self.noop_rows,
         }
 
 
@@ -130,6 +143,7 @@ class PatchingEngine:
         metric: ``(final_logits, task) -> per-example values``.
         direction: ``"denoising"`` (patch clean into corrupt) or ``"noising"`` (corrupt into clean).
         prefix_reuse: start forwards at the patched position with cached keys/values.
+        skip_noop_rows: answer (cell, example) pairs whose patch changes no value from the unpatched run.
         max_rows: rows per forward (row groups x examples); default from ``memory_budget``.
         memory_budget: bytes of activations a forward may use when sizing ``max_rows``.
     """
@@ -139,6 +153,7 @@ class PatchingEngine:
     metric: TaskMetric
     direction: Direction = "denoising"
     prefix_reuse: bool = True
+    skip_noop_rows: bool = True
     max_rows: int | None = None
     memory_budget: int = 2 << 30
     cost: Cost = field(default_factory=Cost)
@@ -185,21 +200,50 @@ class PatchingEngine:
         kv = [(layer.keys, layer.values) for layer in output.past_key_values.layers] if keys_values else None
         return CapturedRun(batch, interventions, cache, kv, output.logits[:, -1].detach())
 
+    def _start(self, group: CellGroup) -> tuple[int, int]:
+        """Where a group's forward starts; from the tokens while a base intervention lies downstream.
+
+        The cached residual and keys/values already hold the effect of every base intervention
+        upstream of the start block, but a suffix forward would not apply one at or after it.
+        """
+        start = start_of(group, self.prefix_reuse)
+        return (-1, 0) if start[0] <= self._last_intervened_block else start
+
+    @property
+    def _last_intervened_block(self) -> int:
+        """The last block holding a site that the base run's interventions write (-1: none)."""
+        blocks = [-1]
+        base_interventions = self.task.corrupt_interventions if self._base_name == "corrupt" else ()
+        for intervention in base_interventions:
+            site = self.model.site(intervention.site)
+            if site.kind in ("normalized", "logits"):
+                blocks.append(self.model.dims.n_layers)
+            elif site.layer is not None:
+                blocks.append(entry_layer(site) - 1 if is_entry(site) else site.layer)
+        return max(blocks)
+
+    @property
+    def _base_name(self) -> Literal["clean", "corrupt"]:
+        return "corrupt" if self.direction == "denoising" else "clean"
+
     def _needed_sites(self, groups: Sequence[CellGroup]) -> tuple[set[str], set[str]]:
-        """Sites the base run (residual entry points) and the source run (patch values) must hold."""
+        """Sites the base run (residual entry points, cells to compare) and the source run must hold."""
         base_sites = {site_name("resid_post", self.model.dims.n_layers - 1)}
         source_sites: set[str] = set()
         for group in groups:
-            start_layer, _ = start_of(group, self.prefix_reuse)
+            start_layer, _ = self._start(group)
             if start_layer >= 0:
                 base_sites.add(self._entry_site(start_layer))
+                if self.skip_noop_rows:
+                    base_sites.update(cell.site for cell in group)
             source_sites.update(cell.site for cell in group)
         return base_sites, source_sites
 
     def prepare(self, groups: Sequence[CellGroup]) -> None:
         """Capture the base and source runs with every site the groups need."""
         base_sites, source_sites = self._needed_sites(groups)
-        base_name, source_name = ("corrupt", "clean") if self.direction == "denoising" else ("clean", "corrupt")
+        base_name = self._base_name
+        source_name = "clean" if base_name == "corrupt" else "corrupt"
         order = {name: index for index, name in enumerate(self.model.sites)}
         self._base = self._capture(base_name, sorted(base_sites, key=order.__getitem__), self.prefix_reuse)
         self._source = self._capture(source_name, sorted(source_sites, key=order.__getitem__), False)
@@ -232,57 +276,117 @@ class PatchingEngine:
     ) -> Float[torch.Tensor, "group example"]:
         """Metric values of every cell group (rows) for every example (columns)."""
         self.ensure_prepared(groups)
+        assert self._base is not None
         started = time.perf_counter()
         results: dict[int, torch.Tensor] = {}
         buckets: dict[tuple, list[int]] = defaultdict(list)
         for index, group in enumerate(groups):
-            start = start_of(group, self.prefix_reuse)
             signature = tuple(sorted(cell.site for cell in group))
-            buckets[(start, signature)].append(index)
+            buckets[(self._start(group), signature)].append(index)
+        unpatched = self.metric(self._base.final_logits, self.task).detach().cpu()
+        self._count_naive(len(groups))
         for (start, _), indices in sorted(buckets.items(), key=lambda item: item[0][0]):
-            per_forward = 1 if start[0] < 0 else self._groups_per_forward(start[1])
-            for chunk_start in range(0, len(indices), per_forward):
-                chunk = indices[chunk_start : chunk_start + per_forward]
-                values = self._run_chunk([groups[i] for i in chunk], start)
-                for row, index in enumerate(chunk):
-                    results[index] = values[row]
+            if start[0] < 0:
+                for index in indices:
+                    results[index] = self._run_full(groups[index])
+                    if progress is not None:
+                        progress(1)
+                continue
+            live = {index: self._live_rows(groups[index]) for index in indices}
+            for index in [i for i in indices if not live[i].any()]:
+                results[index] = unpatched
+                self.cost.noop_rows += self.examples
+                if progress is not None:
+                    progress(1)
+            for chunk in self._pack([i for i in indices if live[i].any()], live, start[1]):
+                values = self._run_suffix([groups[i] for i in chunk], [live[i] for i in chunk], start)
+                results.update(zip(chunk, values, strict=True))
                 if progress is not None:
                     progress(len(chunk))
         self.cost.seconds += time.perf_counter() - started
         return torch.stack([results[i] for i in range(len(groups))])
 
-    def _groups_per_forward(self, start_pos: int) -> int:
+    def _live_rows(self, group: CellGroup) -> Bool[torch.Tensor, " example"]:
+        """Examples on which the group's patch changes something: the others need no forward.
+
+        Where the source value equals the base value at every patched entry (a prompt prefix the
+        clean and corrupt prompts share, a position whose token the corruption leaves alone in
+        block 0), the patched run *is* the unpatched base run, so its metric is the base run's.
+        """
+        live = torch.ones(self.examples, dtype=torch.bool)
+        if not self.skip_noop_rows:
+            return live
+        assert self._base is not None and self._source is not None
+        live.zero_()
+        for cell in group:
+            site = self.model.site(cell.site)
+            source, base = self._source.cache[site.name], self._base.cache[site.name]
+            mask = selection_mask(cell, site, source.shape, 0).to(source.device)
+            live |= ((source != base) & mask).flatten(1).any(1).cpu()
+        return live
+
+    def _pack(self, indices: list[int], live: dict[int, torch.Tensor], start_pos: int) -> Iterator[list[int]]:
+        """Consecutive groups whose live rows fill a forward of at most the row budget."""
+        budget = self._rows_per_forward(start_pos)
+        chunk: list[int] = []
+        rows = 0
+        for index in indices:
+            count = int(live[index].sum())
+            if chunk and rows + count > budget:
+                yield chunk
+                chunk, rows = [], 0
+            chunk.append(index)
+            rows += count
+        if chunk:
+            yield chunk
+
+    def _rows_per_forward(self, start_pos: int) -> int:
         if self.max_rows is not None:
-            return max(1, self.max_rows // self.examples)
+            return self.max_rows
         dims = self.model.dims
         positions = self.seq_len - start_pos
         bytes_per_row = 4 * positions * (4 * dims.d_model + 3 * dims.d_mlp + dims.n_heads * self.seq_len) + 4 * dims.d_vocab
-        return max(1, int(self.memory_budget // (bytes_per_row * self.examples)))
+        return max(1, int(self.memory_budget // bytes_per_row))
 
-    def _run_chunk(self, chunk: list[CellGroup], start: tuple[int, int]) -> torch.Tensor:
-        assert self._base is not None and self._source is not None
-        start_layer, start_pos = start
-        n_groups, examples = len(chunk), self.examples
-        dims = self.model.dims
-        if start_layer < 0:
-            logits = self._full_forward(chunk[0])
-            blocks = dims.n_layers
-        else:
-            logits = self._suffix_forward(chunk, start_layer, start_pos)
-            blocks = dims.n_layers - start_layer
+    def _count_forward(self, rows: int, start_pos: int, blocks: int) -> None:
         self.cost.forward_passes += 1
-        gated = self.model.arch.gated_mlp
-        self.cost.flops += forward_flops(dims, gated, n_groups * examples, self.seq_len, start_pos, blocks, 1)
-        self.cost.naive_forward_passes += n_groups
-        self.cost.naive_flops += n_groups * forward_flops(dims, gated, examples, self.seq_len, 0, dims.n_layers, self.seq_len)
-        grouped = logits.view(n_groups, examples, -1)
-        return torch.stack([self.metric(grouped[g], self.task) for g in range(n_groups)]).detach().cpu()
+        self.cost.flops += forward_flops(self.model.dims, self.model.arch.gated_mlp, rows, self.seq_len, start_pos, blocks, 1)
+
+    def _count_naive(self, groups: int) -> None:
+        """What a naive sweep spends on ``groups``: one full forward each, logits everywhere."""
+        dims = self.model.dims
+        self.cost.naive_forward_passes += groups
+        self.cost.naive_flops += groups * forward_flops(
+            dims, self.model.arch.gated_mlp, self.examples, self.seq_len, 0, dims.n_layers, self.seq_len
+        )
+
+    def _run_suffix(
+        self, chunk: list[CellGroup], live: list[torch.Tensor], start: tuple[int, int]
+    ) -> list[Float[torch.Tensor, " example"]]:
+        """One forward over the live rows of ``chunk``; the other rows take the base run's logits."""
+        assert self._base is not None
+        start_layer, start_pos = start
+        row_group = torch.cat([torch.full((int(rows.sum()),), g) for g, rows in enumerate(live)])
+        row_example = torch.cat([rows.nonzero().flatten() for rows in live])
+        logits = self._suffix_forward(chunk, row_group, row_example, start_layer, start_pos)
+        self._count_forward(len(row_example), start_pos, self.model.dims.n_layers - start_layer)
+        self.cost.noop_rows += sum(self.examples - int(rows.sum()) for rows in live)
+        values = []
+        for g, rows in enumerate(live):
+            final = self._base.final_logits.clone()
+            final[rows.to(final.device)] = logits[row_group.to(logits.device) == g].to(final.dtype)
+            values.append(self.metric(final, self.task).detach().cpu())
+        return values
+
+    def _run_full(self, group: CellGroup) -> Float[torch.Tensor, " example"]:
+        logits = self._full_forward(group)
+        self._count_forward(self.examples, 0, self.model.dims.n_layers)
+        return self.metric(logits, self.task).detach().cpu()
 
     def _cell_patches(
-        self, chunk: list[CellGroup], start_layer: int, start_pos: int
-    ) -> tuple[GroupedPatch | None, list[GroupedPatch]]:
-        """The entry patch (residual at the start block) and in-block patches of a chunk."""
-        assert self._source is not None
+        self, chunk: list[CellGroup], row_group: torch.Tensor, row_example: torch.Tensor, start_layer: int, start_pos: int
+    ) -> tuple[MaskedPatch | None, list[MaskedPatch]]:
+        """The entry patch (residual at the start block) and in-block patches of the chunk's rows."""
         masks: dict[str, list[torch.Tensor]] = {}
         sites: dict[str, Site] = {}
         entry_cells: list[tuple[int, Cell]] = []
@@ -293,62 +397,61 @@ class PatchingEngine:
                     entry_cells.append((g, cell))
                     continue
                 sites[site.name] = site
-                source = self._sliced_source(site, start_pos)
-                masks.setdefault(site.name, [torch.zeros(source.shape[1:], dtype=torch.bool)] * len(chunk))
-                masks[site.name][g] = masks[site.name][g] | selection_mask(
-                    cell, site, source.shape, start_pos, self.model.dims.n_heads
-                )
-        in_block = [
-            GroupedPatch(site=name, source=self._sliced_source(sites[name], start_pos), mask=torch.stack(stack))
-            for name, stack in masks.items()
-        ]
+                shape = self._sliced_source(site, start_pos).shape
+                masks.setdefault(site.name, [torch.zeros(shape[1:], dtype=torch.bool)] * len(chunk))
+                masks[site.name][g] = masks[site.name][g] | selection_mask(cell, site, shape, start_pos)
+        in_block = [self._row_patch(sites[name], torch.stack(stack), row_group, row_example, start_pos) for name, stack in masks.items()]
         entry = None
         if entry_cells:
             entry_site = self.model.site(entry_cells[0][1].site)
-            source = self._sliced_source(entry_site, start_pos)
-            stack = [torch.zeros(source.shape[1:], dtype=torch.bool) for _ in chunk]
+            shape = self._sliced_source(entry_site, start_pos).shape
+            stack = [torch.zeros(shape[1:], dtype=torch.bool) for _ in chunk]
             for g, cell in entry_cells:
-                stack[g] = stack[g] | selection_mask(cell, self.model.site(cell.site), source.shape, start_pos, 0)
-            entry = GroupedPatch(site=entry_site.name, source=source, mask=torch.stack(stack))
+                stack[g] = stack[g] | selection_mask(cell, self.model.site(cell.site), shape, start_pos)
+            entry = self._row_patch(entry_site, torch.stack(stack), row_group, row_example, start_pos)
         return entry, in_block
+
+    def _row_patch(
+        self, site: Site, group_masks: torch.Tensor, row_group: torch.Tensor, row_example: torch.Tensor, start_pos: int
+    ) -> MaskedPatch:
+        source = self._sliced_source(site, start_pos)
+        return MaskedPatch(site=site.name, source=source[row_example.to(source.device)], mask=group_masks[row_group])
 
     def _sliced_source(self, site: Site, start_pos: int) -> torch.Tensor:
         assert self._source is not None
         value = self._source.cache[site.name]
         return value if site.kind == "pattern" else value.narrow(site.pos_axis, start_pos, value.shape[site.pos_axis] - start_pos)
 
-    def _suffix_forward(self, chunk: list[CellGroup], start_layer: int, start_pos: int) -> torch.Tensor:
+    def _suffix_forward(
+        self, chunk: list[CellGroup], row_group: torch.Tensor, row_example: torch.Tensor, start_layer: int, start_pos: int
+    ) -> Float[torch.Tensor, "row vocab"]:
         assert self._base is not None
-        base, n_groups = self._base, len(chunk)
-        entry, in_block = self._cell_patches(chunk, start_layer, start_pos)
+        base = self._base
+        entry, in_block = self._cell_patches(chunk, row_group, row_example, start_layer, start_pos)
         entry_name = self._entry_site(start_layer)
-        resid = base.cache[entry_name][:, start_pos:].repeat(n_groups, 1, 1)
+        rows = row_example.to(self.model.device)
+        resid = base.cache[entry_name][rows, start_pos:]
         if entry is not None:
             resid = entry.apply(resid, self.model.site(entry_name))
         past = None
         if start_pos > 0:
             assert base.keys_values is not None
-            past = DynamicCache(
-                ddp_cache_data=[
-                    (k[:, :, :start_pos].repeat(n_groups, 1, 1, 1), v[:, :, :start_pos].repeat(n_groups, 1, 1, 1))
-                    for k, v in base.keys_values
-                ]
-            )
+            past = DynamicCache(ddp_cache_data=[(k[rows, :, :start_pos], v[rows, :, :start_pos]) for k, v in base.keys_values])
         batch = base.batch
         with torch.no_grad(), _start_at(self.model, start_layer, resid), self.model.hooks(in_block) as session:
             output = self.model.call(
                 session,
-                input_ids=batch.input_ids[:, start_pos:].repeat(n_groups, 1),
-                attention_mask=batch.attention_mask.repeat(n_groups, 1),
-                position_ids=batch.position_ids[:, start_pos:].repeat(n_groups, 1),
+                input_ids=batch.input_ids[rows, start_pos:],
+                attention_mask=batch.attention_mask[rows],
+                position_ids=batch.position_ids[rows, start_pos:],
                 past_key_values=past,
                 use_cache=past is not None,
                 logits_to_keep=1,
             )
         return output.logits[:, -1]
 
-    def _full_forward(self, group: CellGroup) -> torch.Tensor:
-        """Cells upstream of block 0 (embeddings): one full forward with the base run's interventions."""
+    def _full_forward(self, group: CellGroup) -> Float[torch.Tensor, "example vocab"]:
+        """Cells upstream of block 0 (or of a base intervention): a full forward with the base run's interventions."""
         assert self._base is not None and self._source is not None
         patches = [
             _plain_patch(cell, self.model.site(cell.site), self._source.cache[cell.site]) for cell in group
@@ -359,8 +462,8 @@ class PatchingEngine:
 
 
 def _plain_patch(cell: Cell, site: Site, source: torch.Tensor) -> Intervention:
-    """A one-group patch of ``cell`` over full positions."""
-    return GroupedPatch(site=site.name, source=source, mask=selection_mask(cell, site, source.shape, 0, 0).unsqueeze(0))
+    """A patch of ``cell`` over full positions, shared by every row."""
+    return MaskedPatch(site=site.name, source=source, mask=selection_mask(cell, site, source.shape, 0).unsqueeze(0))
 
 
 def _skip_block(hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:

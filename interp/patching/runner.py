@@ -83,7 +83,9 @@ def run_config(
         for index, sweep in enumerate(config.sweeps):
             name = sweep_name(index, config)
             groups, axes, coords = sweep_groups(model, task, **sweep.model_dump())
-            metric_name, engine = make_engine(model, task, config.metric, config.direction, config.prefix_reuse, config.max_rows)
+            metric_name, engine = make_engine(
+                model, task, config.metric, config.direction, config.prefix_reuse, config.max_rows, config.skip_noop_rows
+            )
             engine.ensure_prepared(groups)
             finished = set(run.finished_shards(name))
             shards = [groups[i : i + config.shard_cells] for i in range(0, len(groups), config.shard_cells)]
@@ -124,7 +126,9 @@ def assemble(
     """Join a sweep's shards into one result."""
     shards = run.read_shards(name)
     values = torch.cat([tensors["values"] for _, tensors, _ in shards])
-    spent = torch.stack([tensors["cost"] for _, tensors, _ in shards]).sum(dim=0).tolist()
+    # shards written before a cost field was added hold fewer (leading) fields: the rest count zero
+    costs = [torch.nn.functional.pad(tensors["cost"], (0, len(COST_FIELDS) - len(tensors["cost"]))) for _, tensors, _ in shards]
+    spent = torch.stack(costs).sum(dim=0).tolist()
     grid = [len(coords[a]) for a in axes]
     return PatchingResult(
         sweep=sweep,

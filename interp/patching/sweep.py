@@ -44,10 +44,13 @@ def make_engine(
     direction: Direction = "denoising",
     prefix_reuse: bool = True,
     max_rows: int | None = None,
+    skip_noop_rows: bool = True,
 ) -> tuple[str, PatchingEngine]:
     """The engine for a task and metric (and the metric's name)."""
     name, function = _metric(metric)
-    return name, PatchingEngine(model, task, function, direction, prefix_reuse=prefix_reuse, max_rows=max_rows)
+    return name, PatchingEngine(
+        model, task, function, direction, prefix_reuse=prefix_reuse, skip_noop_rows=skip_noop_rows, max_rows=max_rows
+    )
 
 
 def sweep_groups(
@@ -80,10 +83,11 @@ def patch_sweep(
     prefix_reuse: bool = True,
     max_rows: int | None = None,
     progress: Callable[[int], None] | None = None,
+    skip_noop_rows: bool = True,
 ) -> PatchingResult:
     """Run a named sweep exactly (see the module docstring for the sweeps)."""
     groups, axes, coords = sweep_groups(model, task, sweep, layers, positions, heads, neurons)
-    metric_name, engine = make_engine(model, task, metric, direction, prefix_reuse, max_rows)
+    metric_name, engine = make_engine(model, task, metric, direction, prefix_reuse, max_rows, skip_noop_rows)
     values = engine.run(groups, progress)
     grid = [len(coords[a]) for a in axes]
     return PatchingResult(
@@ -109,13 +113,14 @@ def patch_cells(
     prefix_reuse: bool = True,
     max_rows: int | None = None,
     progress: Callable[[int], None] | None = None,
+    skip_noop_rows: bool = True,
 ) -> PatchingResult:
     """Patch each entry of ``cells`` (a cell, or a tuple of cells patched together) separately."""
     groups = [(c,) if isinstance(c, Cell) else tuple(c) for c in cells]
     for group in groups:
         for cell in group:
             model.site(cell.site)
-    metric_name, engine = make_engine(model, task, metric, direction, prefix_reuse, max_rows)
+    metric_name, engine = make_engine(model, task, metric, direction, prefix_reuse, max_rows, skip_noop_rows)
     values = engine.run(groups, progress)
     return PatchingResult(
         sweep="cells",
