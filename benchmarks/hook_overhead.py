@@ -337,7 +337,7 @@ def measure_memory(contenders: Sequence[Contender]) -> None:
 # --- reporting -------------------------------------------------------------------------------------
 
 
-def machine() -> str:
+def machine(load_at_start: float) -> str:
     cpu = "unknown CPU"
     with open("/proc/cpuinfo") as cpuinfo:
         for line in cpuinfo:
@@ -349,7 +349,7 @@ def machine() -> str:
         f"{cpu}, {os.cpu_count()} logical cores ({usable} usable), torch {torch.__version__} "
         f"({torch.get_num_threads()} intra-op thread(s)), transformers {version('transformers')}, "
         f"nnsight {version('nnsight')}, transformer-lens {version('transformer-lens')}; "
-        "the cores are shared with other jobs, so timings are noisy"
+        f"1-minute load average {load_at_start:.2f} before the run (other jobs on the cores)"
     )
 
 
@@ -427,14 +427,14 @@ def reading(
     referencing = [c for c in (by_name.get(NNSIGHT), by_name.get(TRANSFORMER_LENS)) if c is not None]
     if referencing:
         parts.append(
-            f"interp's captures keep {ours.retained_mb:.0f} MB alive because it stores a copy of every tensor "
-            f"(resid_mid, which no module materialises, is recomputed as resid_pre + attn_out); "
+            f"interp's captures keep {ours.retained_mb:.0f} MB alive (resid_post[L] and resid_pre[L+1] share one "
+            "stored tensor; resid_mid, which no module materialises, is computed as resid_pre + attn_out); "
             + " and ".join(f"{SHORT_NAMES[c.name]} {c.retained_mb:.0f} MB" for c in referencing)
-            + ", which hold references to the live tensors (resid_post[L] is the same tensor as resid_pre[L+1])."
+            + ", which hold references to the live tensors."
         )
     spread = max(c.iqr_ms / c.median_ms for c in by_name.values())
     parts.append(
-        f"Wall-time spread (IQR / median) reaches {spread:.0%} on this shared machine; the paired wall ratios "
+        f"Wall-time spread (IQR / median) reaches {spread:.0%} on this machine; the paired wall ratios "
         "and the CPU ratios are far less exposed to other jobs, and where the two agree the ratio can be trusted "
         "to a few percent."
     )
@@ -469,6 +469,7 @@ def main(
     write: bool = typer.Option(True, help="write the section into BENCHMARKS.md"),
 ) -> None:
     """Time capturing every residual-stream site with interp, nnsight and TransformerLens."""
+    load_at_start = os.getloadavg()[0]
     import interp
     from interp.tokenize import TokenBatch
 
@@ -525,7 +526,7 @@ def main(
             "nnsight and TransformerLens, against the same forward without hooks. The script's docstring says how "
             "each tool is wired and how the numbers are taken.",
             "",
-            f"- Machine: {machine()}.",
+            f"- Machine: {machine(load_at_start)}.",
             f"- Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.",
             f"- Settings: float32 on CPU ({d.n_layers} layers, d_model {d.d_model}); batch {batch} × {seq} random "
             f"token ids (seed {seed}, no padding), the same batch for every contender; {warmup} warm-up and "
