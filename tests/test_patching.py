@@ -16,8 +16,8 @@ import torch
 import interp
 from interp import Patch, Zero
 from interp.patching import Cell, patch_cells, patch_sweep
-from interp.patching.engine import MaskedPatch
 from interp.patching.cells import selection_mask
+from interp.patching.engine import MaskedPatch
 from interp.tasks import get_metric, ioi_task
 
 SWEEP_SUBSETS = {

@@ -17,7 +17,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from interp.errors import InterpError
 from interp.patching.cells import SWEEPS
 
-
 Schema = TypeVar("Schema", bound=BaseModel)
 
 

@@ -251,8 +251,10 @@ class PatchingEngine:
     def ensure_prepared(self, groups: Sequence[CellGroup]) -> None:
         """Capture the unpatched runs unless they already hold every site ``groups`` need."""
         base_sites, source_sites = self._needed_sites(groups)
-        if self._base is None or self._source is None or not (
-            base_sites <= set(self._base.cache) and source_sites <= set(self._source.cache)
+        if (
+            self._base is None
+            or self._source is None
+            or not (base_sites <= set(self._base.cache) and source_sites <= set(self._source.cache))
         ):
             self.prepare(groups)
 
@@ -345,12 +347,16 @@ class PatchingEngine:
             return self.max_rows
         dims = self.model.dims
         positions = self.seq_len - start_pos
-        bytes_per_row = 4 * positions * (4 * dims.d_model + 3 * dims.d_mlp + dims.n_heads * self.seq_len) + 4 * dims.d_vocab
+        bytes_per_row = (
+            4 * positions * (4 * dims.d_model + 3 * dims.d_mlp + dims.n_heads * self.seq_len) + 4 * dims.d_vocab
+        )
         return max(1, int(self.memory_budget // bytes_per_row))
 
     def _count_forward(self, rows: int, start_pos: int, blocks: int) -> None:
         self.cost.forward_passes += 1
-        self.cost.flops += forward_flops(self.model.dims, self.model.arch.gated_mlp, rows, self.seq_len, start_pos, blocks, 1)
+        self.cost.flops += forward_flops(
+            self.model.dims, self.model.arch.gated_mlp, rows, self.seq_len, start_pos, blocks, 1
+        )
 
     def _count_naive(self, groups: int) -> None:
         """What a naive sweep spends on ``groups``: one full forward each, logits everywhere."""
@@ -384,7 +390,12 @@ class PatchingEngine:
         return self.metric(logits, self.task).detach().cpu()
 
     def _cell_patches(
-        self, chunk: list[CellGroup], row_group: torch.Tensor, row_example: torch.Tensor, start_layer: int, start_pos: int
+        self,
+        chunk: list[CellGroup],
+        row_group: torch.Tensor,
+        row_example: torch.Tensor,
+        start_layer: int,
+        start_pos: int,
     ) -> tuple[MaskedPatch | None, list[MaskedPatch]]:
         """The entry patch (residual at the start block) and in-block patches of the chunk's rows."""
         masks: dict[str, list[torch.Tensor]] = {}
@@ -400,7 +411,10 @@ class PatchingEngine:
                 shape = self._sliced_source(site, start_pos).shape
                 masks.setdefault(site.name, [torch.zeros(shape[1:], dtype=torch.bool)] * len(chunk))
                 masks[site.name][g] = masks[site.name][g] | selection_mask(cell, site, shape, start_pos)
-        in_block = [self._row_patch(sites[name], torch.stack(stack), row_group, row_example, start_pos) for name, stack in masks.items()]
+        in_block = [
+            self._row_patch(sites[name], torch.stack(stack), row_group, row_example, start_pos)
+            for name, stack in masks.items()
+        ]
         entry = None
         if entry_cells:
             entry_site = self.model.site(entry_cells[0][1].site)
@@ -420,10 +434,19 @@ class PatchingEngine:
     def _sliced_source(self, site: Site, start_pos: int) -> torch.Tensor:
         assert self._source is not None
         value = self._source.cache[site.name]
-        return value if site.kind == "pattern" else value.narrow(site.pos_axis, start_pos, value.shape[site.pos_axis] - start_pos)
+        return (
+            value
+            if site.kind == "pattern"
+            else value.narrow(site.pos_axis, start_pos, value.shape[site.pos_axis] - start_pos)
+        )
 
     def _suffix_forward(
-        self, chunk: list[CellGroup], row_group: torch.Tensor, row_example: torch.Tensor, start_layer: int, start_pos: int
+        self,
+        chunk: list[CellGroup],
+        row_group: torch.Tensor,
+        row_example: torch.Tensor,
+        start_layer: int,
+        start_pos: int,
     ) -> Float[torch.Tensor, "row vocab"]:
         assert self._base is not None
         base = self._base
@@ -436,7 +459,9 @@ class PatchingEngine:
         past = None
         if start_pos > 0:
             assert base.keys_values is not None
-            past = DynamicCache(ddp_cache_data=[(k[rows, :, :start_pos], v[rows, :, :start_pos]) for k, v in base.keys_values])
+            past = DynamicCache(
+                ddp_cache_data=[(k[rows, :, :start_pos], v[rows, :, :start_pos]) for k, v in base.keys_values]
+            )
         batch = base.batch
         with torch.no_grad(), _start_at(self.model, start_layer, resid), self.model.hooks(in_block) as session:
             output = self.model.call(
@@ -453,9 +478,7 @@ class PatchingEngine:
     def _full_forward(self, group: CellGroup) -> Float[torch.Tensor, "example vocab"]:
         """Cells upstream of block 0 (or of a base intervention): a full forward with the base run's interventions."""
         assert self._base is not None and self._source is not None
-        patches = [
-            _plain_patch(cell, self.model.site(cell.site), self._source.cache[cell.site]) for cell in group
-        ]
+        patches = [_plain_patch(cell, self.model.site(cell.site), self._source.cache[cell.site]) for cell in group]
         with torch.no_grad(), self.model.hooks([*self._base.interventions, *patches]) as session:
             logits = self.model.forward(self._base.batch, session, logits_to_keep=1)
         return logits[:, -1]
