@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from interp.cli import app
 from interp.patching.config import ConfigError, load_config
 from interp.patching.persist import load_result, result_names
+from interp.patching.runner import COST_FIELDS, assemble
 from interp.runs import RunStore
 
 CONFIG = {
@@ -103,3 +104,24 @@ def test_killed_sweep_resumes_to_identical_numbers(tmp_path: Path) -> None:
     theirs = load_result(RunStore(reference_root).get(reference.id), "sweep0_resid_pre")
     assert torch.equal(ours.values, theirs.values)
     assert torch.equal(ours.clean, theirs.clean) and torch.equal(ours.corrupt, theirs.corrupt)
+
+
+def test_shards_written_before_a_cost_field_was_added_still_assemble(tmp_path: Path) -> None:
+    out = tmp_path / "runs"
+    config_path = _write(tmp_path, {**CONFIG, "sweeps": [{"sweep": "resid_pre"}]})
+    assert CliRunner().invoke(app, ["patch", str(config_path), "--out", str(out)]).exit_code == 0
+    (info,) = RunStore(out).list()
+    run = RunStore(out).get(info.id)
+    name = "sweep0_resid_pre"
+    finished = load_result(run, name)
+    tensors, _ = run.read_shard(name, 0)
+    dropped = float(tensors["cost"][-1])
+    assert dropped > 0, "shard 0 (layer 0) has no-op rows: the IOI pairs share a prefix"
+    old_format = {**tensors, "cost": tensors["cost"][: len(COST_FIELDS) - 1]}  # before noop_rows existed
+    run.write_shard(name, 0, tensors=old_format)
+    baselines = {"clean": finished.clean, "corrupt": finished.corrupt}
+    result = assemble(run, name, "resid_pre", finished.axes, finished.coords, finished.metric, load_config(config_path),
+                      baselines, finished.position_labels)
+    assert torch.equal(result.values, finished.values)
+    assert result.cost.noop_rows == finished.cost.noop_rows - dropped
+    assert result.cost.flops == finished.cost.flops
