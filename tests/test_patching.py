@@ -111,6 +111,8 @@ def test_path_patches_and_embeddings_with_noise_corruption() -> None:
         (Cell(site="hook_embed", positions=(2,)),),
         (Cell(site="blocks.0.attn.hook_z", heads=(1,)), Cell(site="blocks.2.hook_mlp_out", positions=(task.clean.shape[1] - 1,))),
         (Cell(site="blocks.1.hook_resid_post", positions=(3, 4)),),
+        # two names of the same tensor (block 1's input) in one group: one entry patch
+        (Cell(site="blocks.0.hook_resid_post", positions=(3,)), Cell(site="blocks.1.hook_resid_pre", positions=(5,))),
     ]
     metric = get_metric("logit_diff")
     for direction in ("denoising", "noising"):

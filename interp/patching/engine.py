@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 import torch
-from jaxtyping import Bool, Float
+from jaxtyping import Bool, Float, Int
 from transformers import DynamicCache
 
 from interp.cache import ActivationCache
@@ -100,6 +100,22 @@ class CapturedRun:
     cache: ActivationCache
     keys_values: list[tuple[torch.Tensor, torch.Tensor]] | None
     final_logits: Float[torch.Tensor, "example vocab"]
+
+
+@dataclass(frozen=True)
+class Rows:
+    """The batch of one patched forward: row ``r`` is cell group ``group[r]`` of the chunk on example ``example[r]``."""
+
+    group: Int[torch.Tensor, " row"]
+    example: Int[torch.Tensor, " row"]
+
+    @classmethod
+    def of(cls, live: list[Bool[torch.Tensor, " example"]]) -> Rows:
+        """The live (group, example) pairs, group-major."""
+        return cls(
+            group=torch.cat([torch.full((int(rows.sum()),), g) for g, rows in enumerate(live)]),
+            example=torch.cat([rows.nonzero().flatten() for rows in live]),
+        )
 
 
 @dataclass
@@ -372,15 +388,14 @@ class PatchingEngine:
         """One forward over the live rows of ``chunk``; the other rows take the base run's logits."""
         assert self._base is not None
         start_layer, start_pos = start
-        row_group = torch.cat([torch.full((int(rows.sum()),), g) for g, rows in enumerate(live)])
-        row_example = torch.cat([rows.nonzero().flatten() for rows in live])
-        logits = self._suffix_forward(chunk, row_group, row_example, start_layer, start_pos)
-        self._count_forward(len(row_example), start_pos, self.model.dims.n_layers - start_layer)
+        batch_rows = Rows.of(live)
+        logits = self._suffix_forward(chunk, batch_rows, start_layer, start_pos)
+        self._count_forward(len(batch_rows.example), start_pos, self.model.dims.n_layers - start_layer)
         self.cost.noop_rows += sum(self.examples - int(rows.sum()) for rows in live)
         values = []
         for g, rows in enumerate(live):
             final = self._base.final_logits.clone()
-            final[rows.to(final.device)] = logits[row_group.to(logits.device) == g].to(final.dtype)
+            final[rows.to(final.device)] = logits[batch_rows.group.to(logits.device) == g].to(final.dtype)
             values.append(self.metric(final, self.task).detach().cpu())
         return values
 
@@ -390,46 +405,32 @@ class PatchingEngine:
         return self.metric(logits, self.task).detach().cpu()
 
     def _cell_patches(
-        self,
-        chunk: list[CellGroup],
-        row_group: torch.Tensor,
-        row_example: torch.Tensor,
-        start_layer: int,
-        start_pos: int,
+        self, chunk: list[CellGroup], rows: Rows, start_layer: int, start_pos: int
     ) -> tuple[MaskedPatch | None, list[MaskedPatch]]:
-        """The entry patch (residual at the start block) and in-block patches of the chunk's rows."""
+        """The entry patch (residual at the start block) and in-block patches of the forward's rows.
+
+        Cells on ``resid_pre[L]`` and ``resid_post[L-1]`` are the same tensor, the start block's input:
+        both go into the one entry patch.
+        """
+        entry_name = self._entry_site(start_layer)
         masks: dict[str, list[torch.Tensor]] = {}
         sites: dict[str, Site] = {}
-        entry_cells: list[tuple[int, Cell]] = []
         for g, group in enumerate(chunk):
             for cell in group:
                 site = self.model.site(cell.site)
-                if is_entry(site) and entry_layer(site) == start_layer:
-                    entry_cells.append((g, cell))
-                    continue
-                sites[site.name] = site
-                shape = self._sliced_source(site, start_pos).shape
-                masks.setdefault(site.name, [torch.zeros(shape[1:], dtype=torch.bool)] * len(chunk))
-                masks[site.name][g] = masks[site.name][g] | selection_mask(cell, site, shape, start_pos)
-        in_block = [
-            self._row_patch(sites[name], torch.stack(stack), row_group, row_example, start_pos)
-            for name, stack in masks.items()
-        ]
-        entry = None
-        if entry_cells:
-            entry_site = self.model.site(entry_cells[0][1].site)
-            shape = self._sliced_source(entry_site, start_pos).shape
-            stack = [torch.zeros(shape[1:], dtype=torch.bool) for _ in chunk]
-            for g, cell in entry_cells:
-                stack[g] = stack[g] | selection_mask(cell, self.model.site(cell.site), shape, start_pos)
-            entry = self._row_patch(entry_site, torch.stack(stack), row_group, row_example, start_pos)
-        return entry, in_block
+                key = entry_name if is_entry(site) and entry_layer(site) == start_layer else site.name
+                sites.setdefault(key, site)
+                shape = self._sliced_source(sites[key], start_pos).shape
+                stack = masks.setdefault(key, [torch.zeros(shape[1:], dtype=torch.bool)] * len(chunk))
+                stack[g] = stack[g] | selection_mask(cell, site, shape, start_pos)
+        patches = {
+            key: self._row_patch(sites[key], torch.stack(stack), rows, start_pos) for key, stack in masks.items()
+        }
+        return patches.pop(entry_name, None), list(patches.values())
 
-    def _row_patch(
-        self, site: Site, group_masks: torch.Tensor, row_group: torch.Tensor, row_example: torch.Tensor, start_pos: int
-    ) -> MaskedPatch:
+    def _row_patch(self, site: Site, group_masks: torch.Tensor, rows: Rows, start_pos: int) -> MaskedPatch:
         source = self._sliced_source(site, start_pos)
-        return MaskedPatch(site=site.name, source=source[row_example.to(source.device)], mask=group_masks[row_group])
+        return MaskedPatch(site=site.name, source=source[rows.example.to(source.device)], mask=group_masks[rows.group])
 
     def _sliced_source(self, site: Site, start_pos: int) -> torch.Tensor:
         assert self._source is not None
@@ -441,18 +442,13 @@ class PatchingEngine:
         )
 
     def _suffix_forward(
-        self,
-        chunk: list[CellGroup],
-        row_group: torch.Tensor,
-        row_example: torch.Tensor,
-        start_layer: int,
-        start_pos: int,
+        self, chunk: list[CellGroup], batch_rows: Rows, start_layer: int, start_pos: int
     ) -> Float[torch.Tensor, "row vocab"]:
         assert self._base is not None
         base = self._base
-        entry, in_block = self._cell_patches(chunk, row_group, row_example, start_layer, start_pos)
+        entry, in_block = self._cell_patches(chunk, batch_rows, start_layer, start_pos)
         entry_name = self._entry_site(start_layer)
-        rows = row_example.to(self.model.device)
+        rows = batch_rows.example.to(self.model.device)
         resid = base.cache[entry_name][rows, start_pos:]
         if entry is not None:
             resid = entry.apply(resid, self.model.site(entry_name))
