@@ -11,6 +11,7 @@ from torch import nn
 import interp
 from interp.attribution import RelPRules, SweepRequest, atp, atp_star, relp, relp_rules
 from interp.attribution.attention import attribution_attention
+from interp.arch import Norm
 from interp.attribution.relp.rules import half_rule, identity_rule, norm_rule
 from interp.attribution.runs import forward
 from interp.models.tiny import TINY_MODELS
@@ -114,7 +115,7 @@ def test_local_rules_conserve_relevance_exactly() -> None:
         norm.weight.normal_(generator=generator)
         norm.bias.normal_(generator=generator)
     leaf = x.clone().requires_grad_(True)
-    out = norm_rule(norm, leaf, norm(leaf))
+    out = norm_rule(Norm(norm, "layernorm", norm.eps), leaf, norm(leaf))
     (grad,) = torch.autograd.grad(out, leaf, upstream)
     weight_part = ((out - norm.bias) * upstream).sum(-1).detach()
     torch.testing.assert_close((x * grad).sum(-1), weight_part, rtol=1e-12, atol=1e-12)

@@ -1,14 +1,25 @@
-"""Architecture adapters: one small class per family saying where each site lives.
+"""Architecture adapters: the whole seam between the methods and a model's module tree.
+
+An adapter says where each site lives (:meth:`~interp.arch.base.ArchAdapter.locate`) and provides
+the few capabilities that methods need beyond sites, so that no method looks at module names or
+classes itself:
+
+* ``norms()`` / ``norm(module)``: every normalisation and the formula it computes (RelP's LN-rule,
+  direct logit effects through the final norm);
+* ``mlp_activation(layer)``: the MLP nonlinearity (RelP's Identity-rule);
+* ``unembed(residual)`` / ``unembedding()``: final norm, unembedding and soft-capping (logit lens);
+* ``start_at(layer, residual)``: run blocks ``layer..`` from a given residual (the patching engine).
 
 :func:`adapter_for` picks the adapter from ``config.model_type``. Adding a family means writing the
-module getters of :class:`~interp.arch.base.ArchAdapter` for its module tree.
+module getters of :class:`~interp.arch.base.ArchAdapter` for its module tree; a new backend fills
+the same methods over its own modules.
 """
 
 from __future__ import annotations
 
 from torch import nn
 
-from interp.arch.base import ArchAdapter, Dims, Location
+from interp.arch.base import ArchAdapter, Dims, Location, Norm
 from interp.arch.gpt2 import GPT2Adapter
 from interp.arch.llama import LlamaAdapter
 from interp.arch.neox import NeoXAdapter
@@ -40,4 +51,4 @@ def adapter_for(hf_model: nn.Module) -> ArchAdapter:
     return adapter
 
 
-__all__ = ["ADAPTERS", "ArchAdapter", "Dims", "Location", "adapter_for"]
+__all__ = ["ADAPTERS", "ArchAdapter", "Dims", "Location", "Norm", "adapter_for"]

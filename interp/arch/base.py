@@ -16,11 +16,13 @@ one could overwrite (GPT-2's ``ln_2`` input is a copy of it, not the stream). It
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
+from jaxtyping import Float
 from torch import nn
 
 from interp.attention import pattern_hook_point
@@ -81,6 +83,45 @@ def fused_slice_view(
     return read, write
 
 
+NormKind = Literal["layernorm", "rmsnorm", "rmsnorm_plus_one"]
+
+
+@dataclass(frozen=True)
+class Norm:
+    """A normalisation module and the formula it computes.
+
+    * ``"layernorm"``: ``(x - mean) / sqrt(var + eps) * w + b`` (``nn.LayerNorm``);
+    * ``"rmsnorm"``: ``x / sqrt(mean(x^2) + eps) * w``, normalised in float32 (Llama, Qwen);
+    * ``"rmsnorm_plus_one"``: the same with gain ``1 + w`` (Gemma).
+    """
+
+    module: nn.Module
+    kind: NormKind
+    eps: float
+
+    @property
+    def gain(self) -> torch.Tensor | None:
+        """The per-feature gain the normalised vector is multiplied by (None: no weight)."""
+        weight = getattr(self.module, "weight", None)
+        if weight is None:
+            return None
+        return 1 + weight.float() if self.kind == "rmsnorm_plus_one" else weight
+
+    def linear_part(self, directions: Float[torch.Tensor, "... d_model"]) -> Float[torch.Tensor, "... d_model"]:
+        """Directions through the norm with its scale held constant: centring (LayerNorm) and gain."""
+        if self.kind == "layernorm":
+            directions = directions - directions.mean(dim=-1, keepdim=True)
+        gain = self.gain
+        return directions if gain is None else directions * gain.to(directions)
+
+
+class _SkippedBlock(nn.Module):
+    """Stands in for a block that a forward starting later does not run: passes its input on."""
+
+    def forward(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return hidden_states
+
+
 @dataclass
 class Dims:
     """Sizes of a decoder-only transformer, in TransformerLens's names."""
@@ -103,6 +144,7 @@ class ArchAdapter(ABC):
     gated_mlp: bool = True
     parallel_residual: bool = False
     has_pos_embed: bool = False
+    norm_kind: NormKind = "rmsnorm"
     dims: Dims = field(init=False)
 
     def __post_init__(self) -> None:
@@ -161,6 +203,79 @@ class ArchAdapter(ABC):
     @abstractmethod
     def mlp_down(self, layer: int) -> nn.Module:
         ...
+
+    @abstractmethod
+    def mlp_activation(self, layer: int) -> nn.Module:
+        """The MLP's element-wise nonlinearity (applied to the gate on gated MLPs)."""
+        ...
+
+    def is_norm(self, module: nn.Module) -> bool:
+        """Whether ``module`` is one of this family's normalisation modules."""
+        if self.norm_kind == "layernorm":
+            return isinstance(module, nn.LayerNorm)
+        return type(module).__name__.endswith("RMSNorm")
+
+    # --- capabilities the methods build on ----------------------------------------------------
+    def norms(self) -> list[Norm]:
+        """Every normalisation in the model: block norms, q/k norms, post norms and the final norm."""
+        return [self.norm(module) for module in self.hf_model.modules() if self.is_norm(module)]
+
+    def norm(self, module: nn.Module) -> Norm:
+        """Describe one of the model's normalisation modules."""
+        eps = getattr(module, "variance_epsilon", getattr(module, "eps", 1e-6))
+        return Norm(module, self.norm_kind, float(eps))
+
+    @property
+    def final_logit_softcap(self) -> float | None:
+        """Gemma 2's ``cap * tanh(logits / cap)`` on the output logits (None where absent)."""
+        return getattr(self.hf_model.config, "final_logit_softcapping", None) or None
+
+    def unembedding(self) -> Float[torch.Tensor, "vocab d_model"]:
+        """The unembedding matrix ``W_U`` (rows are tokens)."""
+        return self.hf_model.get_output_embeddings().weight
+
+    def unembed(
+        self, residual: Float[torch.Tensor, "... d_model"], normalize: bool = True
+    ) -> Float[torch.Tensor, "... vocab"]:
+        """Logits of residual-stream vectors: final norm (unless ``normalize`` is False), unembedding
+        and the final soft-cap, exactly as the model's forward computes them."""
+        if normalize:
+            residual = self.final_norm()(residual)
+        logits = self.hf_model.get_output_embeddings()(residual)
+        cap = self.final_logit_softcap
+        return cap * torch.tanh(logits / cap) if cap else logits
+
+    @contextmanager
+    def start_at(self, layer: int, residual: Float[torch.Tensor, "batch pos d_model"]) -> Iterator[None]:
+        """Within the context, a forward skips blocks ``0..layer-1`` and feeds ``residual`` into block
+        ``layer`` (``layer == n_layers``: into the final norm).
+
+        The skipped blocks are swapped out of the block list for pass-through stand-ins and put back
+        on exit, exceptions included; the blocks themselves are never modified, so wrappers that other
+        libraries install on them (accelerate's device hooks) stay intact. The embedding still runs
+        (its output is discarded at the entry block), so position ids, masks and caches are built by
+        the model as usual.
+        """
+        blocks = self.layers()
+        if not 0 <= layer <= len(blocks):
+            raise IndexError(f"start layer {layer} out of range 0..{len(blocks)}")
+        entry = blocks[layer] if layer < len(blocks) else self.final_norm()
+
+        def inject(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+            if args:
+                return (residual, *args[1:]), kwargs
+            return args, {**kwargs, "hidden_states": residual}
+
+        originals = [blocks[index] for index in range(layer)]
+        handle = entry.register_forward_pre_hook(inject, with_kwargs=True)
+        try:
+            for index in range(layer):
+                blocks[index] = _SkippedBlock()
+            yield
+        finally:
+            handle.remove()
+            for index, block in enumerate(originals):
+                blocks[index] = block
 
     # --- shared ------------------------------------------------------------------------------
     def site_names(self) -> list[str]:

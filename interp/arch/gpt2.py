@@ -9,13 +9,14 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from interp.arch.base import ArchAdapter, Dims, Location, fused_slice_view
+from interp.arch.base import ArchAdapter, Dims, Location, NormKind, fused_slice_view
 
 
 @dataclass
 class GPT2Adapter(ArchAdapter):
     family: str = "gpt2"
     gated_mlp: bool = False
+    norm_kind: NormKind = "layernorm"
     has_pos_embed: bool = True
 
     def _dims(self) -> Dims:
@@ -62,3 +63,6 @@ class GPT2Adapter(ArchAdapter):
 
     def mlp_down(self, layer: int) -> nn.Module:
         return self.layers()[layer].mlp.c_proj
+
+    def mlp_activation(self, layer: int) -> nn.Module:
+        return self.layers()[layer].mlp.act

@@ -20,6 +20,11 @@ from interp.arch.base import ArchAdapter, Dims, Location, heads_view
 class LlamaAdapter(ArchAdapter):
     family: str = "llama"
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.hf_model.config.model_type.startswith("gemma"):
+            self.norm_kind = "rmsnorm_plus_one"
+
     def _dims(self) -> Dims:
         config = self.hf_model.config
         d_head = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
@@ -75,3 +80,6 @@ class LlamaAdapter(ArchAdapter):
 
     def mlp_down(self, layer: int) -> nn.Module:
         return self._layer(layer).mlp.down_proj
+
+    def mlp_activation(self, layer: int) -> nn.Module:
+        return self._layer(layer).mlp.act_fn

@@ -12,13 +12,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from interp.arch.base import ArchAdapter, Dims, Location
+from interp.arch.base import ArchAdapter, Dims, Location, NormKind
 
 
 @dataclass
 class NeoXAdapter(ArchAdapter):
     family: str = "gpt_neox"
     gated_mlp: bool = False
+    norm_kind: NormKind = "layernorm"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -73,3 +74,6 @@ class NeoXAdapter(ArchAdapter):
 
     def mlp_down(self, layer: int) -> nn.Module:
         return self.layers()[layer].mlp.dense_4h_to_h
+
+    def mlp_activation(self, layer: int) -> nn.Module:
+        return self.layers()[layer].mlp.act

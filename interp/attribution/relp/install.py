@@ -6,7 +6,8 @@ hooks on the same module: a site at a norm's output (Gemma's ``hook_attn_out`` i
 gradient from downstream while the rule acts between the module's input and the site. Every handle
 is removed when the context exits, exceptions included.
 
-Where each rule goes, per family (the adapters of :mod:`interp.arch` name the modules):
+Where each rule goes, per family (the adapters of :mod:`interp.arch` name the modules: ``norms()``,
+``mlp_activation(layer)``, ``mlp_down(layer)``):
 
 =====================  =======================================  ==============================
 rule                   GPT-2 / GPT-NeoX                         Llama, Qwen2/3, Gemma 2/3
@@ -29,33 +30,26 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from interp.attribution.relp.rules import RelPRules, half_rule, identity_rule, is_norm, norm_rule
-from interp.errors import InterpError
+from interp.arch import Norm
+from interp.attribution.relp.rules import RelPRules, half_rule, identity_rule, norm_rule
 from interp.model import Model
-
-ACTIVATION_NAMES = ("act_fn", "act")
-
-
-def activation_module(model: Model, layer: int) -> nn.Module:
-    """The MLP nonlinearity module of a block."""
-    block = model.arch.layers()[layer]
-    for name, module in block.named_modules():
-        if name.rsplit(".", 1)[-1] in ACTIVATION_NAMES and "mlp" in name:
-            return module
-    raise InterpError(f"no MLP activation module ({' / '.join(ACTIVATION_NAMES)}) in block {layer} of {model.name}")
 
 
 def _first_input(args: tuple, kwargs: dict) -> torch.Tensor:
     return args[0] if args else next(iter(kwargs.values()))
 
 
-def _output_rule(rule: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]) -> Callable[..., Any]:
+def _output_rule(rule: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Callable[..., Any]:
     def hook(module: nn.Module, args: tuple, kwargs: dict, output: torch.Tensor) -> torch.Tensor | None:
         if not torch.is_grad_enabled():
             return None
-        return rule(module, _first_input(args, kwargs), output)
+        return rule(_first_input(args, kwargs), output)
 
     return hook
+
+
+def _norm_rule(norm: Norm) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    return lambda x, y: norm_rule(norm, x, y)
 
 
 def _half_input(module: nn.Module, args: tuple) -> tuple | None:
@@ -70,14 +64,13 @@ def relp_rules(model: Model, rules: RelPRules) -> Iterator[None]:
     handles: list[RemovableHandle] = []
     try:
         if rules.norm:
-            for module in model.hf.modules():
-                if is_norm(module):
-                    hook = _output_rule(norm_rule)
-                    handles.append(module.register_forward_hook(hook, prepend=True, with_kwargs=True))
+            for norm in model.arch.norms():
+                hook = _output_rule(_norm_rule(norm))
+                handles.append(norm.module.register_forward_hook(hook, prepend=True, with_kwargs=True))
         for layer in range(model.dims.n_layers):
             if rules.activation:
-                module = activation_module(model, layer)
-                rule = _output_rule(lambda _, x, y: identity_rule(x, y))
+                module = model.arch.mlp_activation(layer)
+                rule = _output_rule(identity_rule)
                 handles.append(module.register_forward_hook(rule, prepend=True, with_kwargs=True))
             if rules.gated_product and model.arch.gated_mlp:
                 handles.append(model.arch.mlp_down(layer).register_forward_pre_hook(_half_input, prepend=True))

@@ -29,9 +29,9 @@ from interp.attribution.linear import Sweeps, gradient_attribution
 from interp.attribution.relp.install import relp_rules
 from interp.attribution.relp.rules import RelPRules
 from interp.attribution.result import AttributionResult
-from interp.attribution.runs import Direction
+from interp.tasks.direction import Direction
 from interp.model import Model
-from interp.patching.engine import TaskMetric
+from interp.tasks.metrics import TaskMetric
 
 
 def relp(

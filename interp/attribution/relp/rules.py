@@ -35,8 +35,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
-from torch import nn
 
+from interp.arch import Norm
 from interp.attribution.attention import ATTENTION_RULES, AttentionRule
 
 
@@ -99,27 +99,19 @@ def _rms_scale(x: torch.Tensor, eps: float) -> torch.Tensor:
     return torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps).detach()
 
 
-def norm_rule(module: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """LN-rule for a LayerNorm or one of the families' RMSNorms: the scale is a constant."""
-    if isinstance(module, nn.LayerNorm):
+def norm_rule(norm: Norm, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """LN-rule for a LayerNorm or an RMSNorm (:class:`~interp.arch.Norm`): the scale is a constant."""
+    module = norm.module
+    if norm.kind == "layernorm":
         centred = x - x.mean(-1, keepdim=True)
-        surrogate = centred * torch.rsqrt(centred.pow(2).mean(-1, keepdim=True) + module.eps).detach()
+        surrogate = centred * torch.rsqrt(centred.pow(2).mean(-1, keepdim=True) + norm.eps).detach()
         if module.weight is not None:
             surrogate = surrogate * module.weight
         return swap_gradient(y, surrogate)
-    name = type(module).__name__
-    if not name.endswith("RMSNorm"):
-        raise TypeError(f"no LN-rule for norm module {name}")
     x32 = x.float()
-    eps = float(getattr(module, "variance_epsilon", getattr(module, "eps", 1e-6)))
-    normed = x32 * _rms_scale(x32, eps)
-    if name.startswith("Gemma"):
+    normed = x32 * _rms_scale(x32, norm.eps)
+    if norm.kind == "rmsnorm_plus_one":
         surrogate = (normed * (1.0 + module.weight.float())).to(y.dtype)
     else:
         surrogate = module.weight * normed.to(x.dtype)
     return swap_gradient(y, surrogate)
-
-
-def is_norm(module: nn.Module) -> bool:
-    """Modules the LN-rule applies to."""
-    return isinstance(module, nn.LayerNorm) or type(module).__name__.endswith("RMSNorm")
