@@ -19,7 +19,7 @@ Contenders, each in its own subprocess (so peak RSS is its own):
 
 The slow three run an evenly spread subset of cells (``--subset``) and their time is scaled to the
 full sweep (stated in the table). Reported: wall time, forward passes, FLOPs computed (the analytic
-count of :mod:`interp.patching.flops`), peak RSS, and the max |difference| of per-example values
+count of :mod:`interp.flops`), peak RSS, and the max |difference| of per-example values
 against ours on the shared cells. Results go to the ``## Patching sweeps`` section of BENCHMARKS.md.
 
 Usage::
@@ -76,7 +76,7 @@ def run_contender(name: str, subset: int, threads: int) -> dict:
     torch.set_num_threads(threads)
     import interp
     from interp.patching import patch_sweep
-    from interp.patching.flops import forward_flops
+    from interp.flops import forward_flops
     from interp.tasks import get_metric
 
     model = interp.load_model("smollm2-135m")

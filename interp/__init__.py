@@ -2,25 +2,68 @@
 
 One hook layer over Hugging Face causal LMs (:class:`Model`, sites named as in TransformerLens),
 with interventions as serialisable values and activation/gradient capture; methods built on it.
+Names are imported on first use (``interp.Model`` imports the model code; ``import interp.runs``
+does not).
 """
 
-from interp.cache import ActivationCache
-from interp.errors import (
-    HookNotFiredError,
-    InterpError,
-    InterventionError,
-    ModelLoadError,
-    ModelStateError,
-    TokenizationError,
-    UnknownSiteError,
-)
-from interp.interventions import Add, MeanAblate, Patch, Replace, Scale, Zero, load_interventions, save_interventions
-from interp.model import Model
-from interp.models import load_model
-from interp.sites import site_name
-from interp.tokenize import TokenBatch
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from interp.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from interp.cache import ActivationCache
+    from interp.errors import (
+        HookNotFiredError,
+        InterpError,
+        InterventionError,
+        ModelLoadError,
+        ModelStateError,
+        TokenizationError,
+        UnknownSiteError,
+    )
+    from interp.interventions import (
+        Add,
+        MaskedPatch,
+        MeanAblate,
+        Patch,
+        Replace,
+        Scale,
+        Zero,
+        load_interventions,
+        save_interventions,
+    )
+    from interp.model import Model
+    from interp.models import load_model
+    from interp.sites import site_name
+    from interp.tokenize import TokenBatch
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "ActivationCache": "interp.cache",
+    "HookNotFiredError": "interp.errors",
+    "InterpError": "interp.errors",
+    "InterventionError": "interp.errors",
+    "ModelLoadError": "interp.errors",
+    "ModelStateError": "interp.errors",
+    "TokenizationError": "interp.errors",
+    "UnknownSiteError": "interp.errors",
+    "Add": "interp.interventions",
+    "MaskedPatch": "interp.interventions",
+    "MeanAblate": "interp.interventions",
+    "Patch": "interp.interventions",
+    "Replace": "interp.interventions",
+    "Scale": "interp.interventions",
+    "Zero": "interp.interventions",
+    "load_interventions": "interp.interventions",
+    "save_interventions": "interp.interventions",
+    "Model": "interp.model",
+    "load_model": "interp.models",
+    "site_name": "interp.sites",
+    "TokenBatch": "interp.tokenize",
+}
 
 __all__ = [
     "ActivationCache",
@@ -28,6 +71,7 @@ __all__ = [
     "HookNotFiredError",
     "InterpError",
     "InterventionError",
+    "MaskedPatch",
     "MeanAblate",
     "Model",
     "ModelLoadError",
@@ -44,3 +88,5 @@ __all__ = [
     "save_interventions",
     "site_name",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

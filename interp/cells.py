@@ -1,16 +1,10 @@
-"""Patch cells: what one entry of a patching sweep patches, and where its forward can start.
+"""Cells: which part of a model a sweep entry touches, shared by every method that sweeps.
 
-A *cell* patches one site at a selection (positions, heads, neurons). A sweep is a grid of cells
-with named axes: ``resid_pre`` by (layer, pos), ``head_z`` by (layer, head), ``head_z_by_pos`` by
+A *cell* is one site at a selection (positions, heads, neurons). A sweep is a grid of cells with
+named axes: ``resid_pre`` by (layer, pos), ``head_z`` by (layer, head), ``head_z_by_pos`` by
 (layer, head, pos), ``head_pattern`` by (layer, head), ``neuron`` by (layer, neuron). A *cell
-group* patches several cells at once (path-style multi-site patches); sweeps use groups of one.
-
-Causality decides how much of the forward a cell needs. Patching block ``L`` at position ``p``
-cannot change anything in blocks before ``L``, nor any position before ``p`` in any block. So the
-patched forward can start at block ``L`` from the unpatched run's residual stream, and only over
-positions ``p..T-1``, with the unpatched keys and values of positions ``0..p-1`` given as a KV cache.
-:func:`start_of` computes that (layer, position) for a cell group; residual-stream cells are
-*entry* patches, written straight into the residual that starts the forward.
+group* holds several cells treated together (path-style multi-site patches); sweeps use groups of
+one. Exact patching evaluates cells; attribution methods estimate the same grid, cell for cell.
 """
 
 from __future__ import annotations
@@ -18,11 +12,15 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from interp.errors import InterventionError
 from interp.sites import Site, parse_site, site_name
+
+if TYPE_CHECKING:
+    from interp.model import Model
 
 # sweep name -> (site kind, axes)
 SWEEPS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -106,34 +104,21 @@ def sweep_cells(
     return groups, axes, coords
 
 
-def is_entry(site: Site) -> bool:
-    """Residual-stream sites that equal the input of some block (or of the final norm)."""
-    return site.kind in ("resid_pre", "resid_post")
-
-
-def entry_layer(site: Site) -> int:
-    """The block whose input a residual cell patches (``n_layers`` = the final norm's input)."""
-    assert site.layer is not None
-    return site.layer if site.kind == "resid_pre" else site.layer + 1
-
-
-def start_of(group: CellGroup, prefix_reuse: bool) -> tuple[int, int]:
-    """(first block to compute, first position to compute) for a cell group; block -1 = from tokens."""
-    start_layer, start_pos = 10**9, 10**9
-    for cell in group:
-        site = cell.parsed
-        if site.kind in ("embed", "pos_embed"):
-            layer = -1
-        elif site.kind in ("normalized", "logits"):
-            raise InterventionError(
-                f"cannot patch {site.name!r}: it is downstream of every block; patch resid_post of the last block"
-            )
-        else:
-            layer = entry_layer(site) if is_entry(site) else site.layer
-        position = min(cell.positions) if (cell.positions and site.kind != "pattern") else 0
-        start_layer = min(start_layer, layer)
-        start_pos = min(start_pos, position)
-    return start_layer, (start_pos if prefix_reuse and start_layer >= 0 else 0)
+def sweep_groups(
+    model: Model,
+    task: Any,
+    sweep: str,
+    layers: Sequence[int] | None = None,
+    positions: Sequence[int] | None = None,
+    heads: Sequence[int] | None = None,
+    neurons: Sequence[int] | None = None,
+) -> tuple[list[CellGroup], tuple[str, ...], dict[str, list[int]]]:
+    """The cell groups, axes and coordinates of a named sweep on a task."""
+    dims = model.dims
+    return sweep_cells(
+        sweep, dims.n_layers, task.clean.shape[1], dims.n_heads, dims.n_kv_heads, dims.d_mlp,
+        layers=layers, positions=positions, heads=heads, neurons=neurons,
+    )
 
 
 def selection_mask(cell: Cell, site: Site, shape: Sequence[int], start_pos: int) -> torch.Tensor:

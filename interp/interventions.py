@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Bool, Float
 from safetensors.torch import load_file, save_file
 
 from interp.errors import InterventionError
@@ -235,8 +235,35 @@ def _identity(value: torch.Tensor, site: str) -> torch.Tensor:
     return value
 
 
+@dataclass(frozen=True, kw_only=True)
+class MaskedPatch(Intervention):
+    """Row ``r`` of the batch takes ``source[r]`` wherever ``mask[r]`` is True.
+
+    ``source`` has the site's shape; ``mask`` is ``(rows, *site_axes)``, or ``(1, *site_axes)`` for
+    one mask shared by every row (broadcastable along any axis). Each row of one forward can carry a
+    different patch (another cell of the sweep, or the same cell for another example).
+    """
+
+    source: Float[torch.Tensor, "row ..."]
+    mask: Bool[torch.Tensor, "row ..."]
+    kind: ClassVar[str] = "masked_patch"
+    _tensor_fields: ClassVar[tuple[str, ...]] = ("source", "mask")
+
+    def new_value(self, value: torch.Tensor, site: Site) -> torch.Tensor:
+        return self.source
+
+    def apply(self, value: torch.Tensor, site: Site) -> torch.Tensor:
+        if value.shape != self.source.shape or self.mask.shape[0] not in (1, value.shape[0]):
+            raise InterventionError(
+                f"masked patch at {site.name!r}: value {tuple(value.shape)} needs a source of the same shape "
+                f"(got {tuple(self.source.shape)}) and a mask of 1 or {value.shape[0]} rows (got {tuple(self.mask.shape)})"
+            )
+        source = self.source.to(device=value.device, dtype=value.dtype)
+        return torch.where(self.mask.to(value.device), source, value)
+
+
 KINDS: dict[str, type[Intervention]] = {
-    cls.kind: cls for cls in (Patch, Add, Scale, Zero, MeanAblate, Replace)
+    cls.kind: cls for cls in (Patch, Add, Scale, Zero, MeanAblate, Replace, MaskedPatch)
 }
 
 

@@ -30,7 +30,7 @@ from interp.patching.persist import load_result, save_result
 from interp.models.tiny import TINY_MODELS
 from interp.runs import FINISHED, RunStore
 from interp.tasks import ioi_task
-from interp.viz.attribution import correlation_bars, scatter
+from interp.viz.attribution import comparison_scatter, correlation_bars, scatter
 from interp.viz.patching import heatmap
 
 TINY_CONFIG = """
@@ -83,7 +83,7 @@ def test_compare_reports_agreement_and_round_trips_through_the_store(tmp_path: P
             torch.testing.assert_close(loaded.values, result.values)
             assert (loaded.scores is None) == (result.scores is None)
     assert run.manifest["summary"]["resid_post/atp"] == pytest.approx(row.pearson, abs=1e-4)
-    figure = again.scatter("head_z")
+    figure = comparison_scatter(again, "head_z")
     assert len(figure.data) == 5 and "r =" in figure.data[0].name
     assert len(correlation_bars(table).data) == 4
 

@@ -16,8 +16,8 @@ import torch
 import interp
 from interp import Patch, Zero
 from interp.patching import Cell, patch_cells, patch_sweep
-from interp.patching.cells import selection_mask
-from interp.patching.engine import MaskedPatch
+from interp.cells import selection_mask
+from interp.interventions import MaskedPatch
 from interp.tasks import get_metric, ioi_task
 
 SWEEP_SUBSETS = {
@@ -74,7 +74,7 @@ def test_engine_equals_one_forward_per_cell(tiny64: interp.Model, direction: str
 
 
 def _cells_of(model, task, sweep, subset):
-    from interp.patching.sweep import sweep_groups
+    from interp.cells import sweep_groups
 
     groups, _, _ = sweep_groups(model, task, sweep, **subset)
     return [g[0] for g in groups]

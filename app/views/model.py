@@ -2,7 +2,7 @@
 
 The model (default: the embedded SmolLM2-135M) is loaded once per process through Streamlit's
 resource cache and shared by every session; each prompt's inspection (one forward pass,
-:func:`interp.viz.lens.inspect_prompt`) is cached per model, prompt and layer. This is the only page
+:func:`interp.lens.inspect_prompt`) is cached per model, prompt and layer. This is the only page
 that runs a model: the others read stored runs.
 """
 
@@ -13,7 +13,8 @@ import streamlit as st
 from interp.errors import InterpError
 from interp.model import Model
 from interp.models import DEFAULT_MODEL, load_model
-from interp.viz.lens import PromptInspection, attention_heatmap, inspect_prompt, lens_heatmap, next_token_bar
+from interp.lens import PromptInspection, inspect_prompt
+from interp.viz.lens import attention_heatmap, lens_heatmap, next_token_bar
 
 DEFAULT_PROMPT = "When Mary and John went to the store, John gave a drink to"
 

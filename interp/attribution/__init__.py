@@ -7,21 +7,52 @@ and baselines as :func:`interp.patching.patch_sweep`'s results, so tables and he
     >>> from interp.attribution import atp, atp_star, relp, integrated_gradients, compare
     >>> estimate = relp(model, task, "mlp_out")                  # 2 forwards + 1 backward
     >>> report = compare(model, task, ["resid_pre", "head_z"])   # exact vs every method
-    >>> report.to_frame(); report.scatter("head_z")
+    >>> report.to_frame(); interp.viz.attribution.comparison_scatter(report, "head_z")
 
 Modules: :mod:`.atp`, :mod:`.atp_star` (QK fix, GradDrop), :mod:`.qk`, :mod:`.relp` (LRP rules),
 :mod:`.ig`, :mod:`.diagnostics` (false-negative bound), :mod:`.compare` (validation harness),
+:mod:`.comparison` (the stored comparison, read without importing any method),
 :mod:`.nodes` (sweep geometry), :mod:`.runs` / :mod:`.attention` (the forward runs behind them).
 """
 
-from interp.attribution.atp import atp
-from interp.attribution.atp_star import atp_star
-from interp.attribution.compare import METHODS, Comparison, MethodOptions, agreement, compare, load_comparison, record
-from interp.attribution.diagnostics import FalseNegativeReport, false_negative_bound
-from interp.attribution.ig import integrated_gradients
-from interp.attribution.linear import SweepRequest
-from interp.attribution.relp import RelPRules, relp, relp_rules
-from interp.attribution.result import AttributionCost, AttributionResult
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from interp.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from interp.attribution.atp import atp
+    from interp.attribution.atp_star import atp_star
+    from interp.attribution.compare import METHODS, MethodOptions, agreement, compare
+    from interp.attribution.comparison import Comparison, load_comparison, record, save_comparison
+    from interp.attribution.diagnostics import FalseNegativeReport, false_negative_bound
+    from interp.attribution.ig import integrated_gradients
+    from interp.attribution.linear import SweepRequest
+    from interp.attribution.relp import RelPRules, relp, relp_rules
+    from interp.attribution.result import AttributionCost, AttributionResult
+
+_EXPORTS = {
+    "atp": "interp.attribution.atp",
+    "atp_star": "interp.attribution.atp_star",
+    "METHODS": "interp.attribution.compare",
+    "MethodOptions": "interp.attribution.compare",
+    "agreement": "interp.attribution.compare",
+    "compare": "interp.attribution.compare",
+    "Comparison": "interp.attribution.comparison",
+    "load_comparison": "interp.attribution.comparison",
+    "record": "interp.attribution.comparison",
+    "save_comparison": "interp.attribution.comparison",
+    "FalseNegativeReport": "interp.attribution.diagnostics",
+    "false_negative_bound": "interp.attribution.diagnostics",
+    "integrated_gradients": "interp.attribution.ig",
+    "SweepRequest": "interp.attribution.linear",
+    "RelPRules": "interp.attribution.relp",
+    "relp": "interp.attribution.relp",
+    "relp_rules": "interp.attribution.relp",
+    "AttributionCost": "interp.attribution.result",
+    "AttributionResult": "interp.attribution.result",
+}
 
 __all__ = [
     "METHODS",
@@ -40,6 +71,9 @@ __all__ = [
     "integrated_gradients",
     "load_comparison",
     "record",
+    "save_comparison",
     "relp",
     "relp_rules",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -32,9 +32,9 @@ from typing import Any
 
 from interp.attribution.linear import Sweeps, gradient_attribution
 from interp.attribution.result import AttributionResult
-from interp.attribution.runs import Direction
+from interp.tasks.direction import Direction
 from interp.model import Model
-from interp.patching.engine import TaskMetric
+from interp.tasks.metrics import TaskMetric
 
 
 def atp(

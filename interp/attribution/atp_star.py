@@ -38,15 +38,16 @@ from typing import Any
 import torch
 
 from interp.attribution.atp import single_or_all
-from interp.attribution.linear import Clock, Sweeps, build_result, resolve_metric, resolve_sweeps
+from interp.attribution.linear import Clock, Sweeps, build_result, resolve_sweeps
 from interp.attribution.nodes import SweepSpec, cell_sums, grid
 from interp.attribution.qk import key_effects, query_effects
 from interp.attribution.relp.install import relp_rules
 from interp.attribution.relp.rules import RelPRules
 from interp.attribution.result import AttributionResult
-from interp.attribution.runs import Direction, ForwardRun, forward, roles
+from interp.attribution.runs import ForwardRun, forward
+from interp.tasks.direction import Direction, roles
 from interp.model import Model
-from interp.patching.engine import TaskMetric
+from interp.tasks.metrics import TaskMetric, resolve_metric
 from interp.sites import parse_site, site_name
 
 RESIDUAL_KINDS = ("resid_pre", "resid_mid", "resid_post")

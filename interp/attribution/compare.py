@@ -18,8 +18,8 @@ paper's table (algorithms.md 2.4). AtP*'s Pearson/Spearman use its signed estima
 its GradDrop magnitude only drives the ranking. A method that serves several sweeps from one set of
 passes (AtP, AtP*, RelP, IG with ``path="inputs"``) reports that shared cost on each.
 
-:func:`save_comparison` writes everything as a run of kind ``"attribution"`` (exact and estimated
-results, the statistics table) and :func:`load_comparison` reads it back.
+The result is a :class:`~interp.attribution.comparison.Comparison`, which that module saves as a
+run of kind ``"attribution"`` and reads back without importing any method.
 """
 
 from __future__ import annotations
@@ -31,22 +31,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
-import plotly.graph_objects as go
 import torch
 from scipy import stats
 
 from interp.attribution.atp import atp
 from interp.attribution.atp_star import atp_star
+from interp.attribution.comparison import Comparison
 from interp.attribution.ig import Path, Rule, integrated_gradients
-from interp.attribution.linear import SweepRequest, Sweeps, resolve_metric, resolve_sweeps
+from interp.attribution.linear import SweepRequest, Sweeps, resolve_sweeps
 from interp.attribution.relp import RelPRules, relp
 from interp.attribution.result import AttributionResult
-from interp.attribution.runs import Direction, check_direction
+from interp.tasks.direction import Direction, check_direction
 from interp.model import Model
 from interp.patching import PatchingResult, patch_sweep
-from interp.patching.engine import TaskMetric
-from interp.patching.persist import load_result, save_result
-from interp.runs import Run, RunStore
+from interp.tasks.metrics import TaskMetric, resolve_metric
 
 METHODS: tuple[str, ...] = ("atp", "atp+qk", "atp*", "relp", "relp+qk", "ig")
 Progress = Callable[[str], None]
@@ -126,31 +124,6 @@ def agreement(exact: PatchingResult, estimate: AttributionResult, top_k: int = 1
     }
 
 
-@dataclass
-class Comparison:
-    """Exact sweeps, approximations and their agreement (see the module docstring)."""
-
-    exact: dict[str, PatchingResult]
-    estimates: dict[str, dict[str, AttributionResult]]
-    table: pd.DataFrame
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    def to_frame(self) -> pd.DataFrame:
-        """One row per (component, method): correlations, recall, sign agreement, costs."""
-        return self.table.copy()
-
-    def pearson(self) -> pd.DataFrame:
-        """Pearson r as a component x method table."""
-        return self.table.pivot(index="component", columns="method", values="pearson")
-
-    def scatter(self, component: str, methods: Sequence[str] | None = None) -> go.Figure:
-        """Approximation-vs-exact scatter of one component type (see :mod:`interp.viz.attribution`)."""
-        from interp.viz.attribution import scatter
-
-        chosen = list(self.estimates) if methods is None else list(methods)
-        return scatter(self.exact[component], [self.estimates[m][component] for m in chosen])
-
-
 def compare(
     model: Model,
     task: Any,
@@ -221,64 +194,3 @@ def compare(
             "direction": direction, "top_k": top_k, "ig_steps": options.ig_steps, "ig_path": options.ig_path,
             "relp_rules": options.relp_rules.as_dict()}
     return Comparison(exact=exact, estimates=estimates, table=pd.DataFrame(rows), meta=meta)
-
-
-def _slug(method: str) -> str:
-    return method.replace("*", "_star").replace("+", "_")
-
-
-def save_comparison(comparison: Comparison, run: Run) -> None:
-    """Write a comparison into ``run``: exact and estimated results, the table, an index of names."""
-    index: dict[str, Any] = {"exact": {}, "estimates": {}}
-    for sweep, result in comparison.exact.items():
-        index["exact"][sweep] = f"exact_{sweep}"
-        save_result(run, index["exact"][sweep], result)
-    for method, results in comparison.estimates.items():
-        index["estimates"][method] = {}
-        for sweep, result in results.items():
-            name = f"{_slug(method)}_{sweep}"
-            index["estimates"][method][sweep] = name
-            save_result(run, name, result)
-    run.write_table("comparison", comparison.table)
-    run.write_json("comparison", {"meta": comparison.meta, "results": index})
-
-
-def summary(comparison: Comparison) -> dict[str, Any]:
-    """Pearson r per component and method, for a run manifest."""
-    return {
-        f"{row.component}/{row.method}": None if math.isnan(row.pearson) else round(float(row.pearson), 4)
-        for row in comparison.table.itertuples()
-    }
-
-
-def record(comparison: Comparison, store: RunStore, config: dict[str, Any], task: Any) -> Run:
-    """Create a finished run of kind ``"attribution"`` holding ``comparison``."""
-    run = store.create(
-        kind="attribution",
-        config=config,
-        model={"name": comparison.meta["model"]},
-        dataset={"name": comparison.meta["task"], "examples": comparison.meta["examples"]},
-    )
-    try:
-        run.write_table("task", task.to_frame())
-        save_comparison(comparison, run)
-        run.finish(summary(comparison))
-    except BaseException as error:
-        run.fail(f"{type(error).__name__}: {error}")
-        raise
-    return run
-
-
-def load_comparison(run: Run) -> Comparison:
-    """Read back a comparison written by :func:`save_comparison`."""
-    info = run.read_json("comparison")
-    index = info["results"]
-    exact = {sweep: load_result(run, name) for sweep, name in index["exact"].items()}
-    estimates = {
-        method: {
-            sweep: AttributionResult.from_parts(run.read_json(name), run.read_tensors(name))
-            for sweep, name in names.items()
-        }
-        for method, names in index["estimates"].items()
-    }
-    return Comparison(exact=exact, estimates=estimates, table=run.read_table("comparison"), meta=info["meta"])

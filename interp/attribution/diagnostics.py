@@ -29,7 +29,7 @@ from scipy import stats
 from interp.attribution.result import AttributionResult
 from interp.model import Model
 from interp.patching import patch_cells
-from interp.patching.sweep import sweep_groups
+from interp.cells import sweep_groups
 
 
 @dataclass

@@ -30,14 +30,15 @@ from typing import Any, Literal
 import torch
 
 from interp.attribution.atp import single_or_all
-from interp.attribution.linear import Clock, Sweeps, build_result, delta_times, resolve_metric, resolve_sweeps
+from interp.attribution.linear import Clock, Sweeps, build_result, delta_times, resolve_sweeps
 from interp.attribution.nodes import SweepSpec, grid
 from interp.attribution.result import AttributionResult
-from interp.attribution.runs import Direction, ForwardRun, forward, roles
+from interp.attribution.runs import ForwardRun, forward
+from interp.tasks.direction import Direction, roles
 from interp.model import Model
-from interp.patching import Cell, MaskedPatch
-from interp.patching.cells import selection_mask
-from interp.patching.engine import TaskMetric
+from interp.cells import Cell, selection_mask
+from interp.interventions import MaskedPatch
+from interp.tasks.metrics import TaskMetric, resolve_metric
 
 Path = Literal["inputs", "activations"]
 Rule = Literal["midpoint", "left"]

@@ -23,11 +23,12 @@ from jaxtyping import Float
 
 from interp.attribution.nodes import SweepSpec, cell_sums, grid, sweep_spec
 from interp.attribution.result import AttributionCost, AttributionResult
-from interp.attribution.runs import Direction, ForwardRun, forward, roles
+from interp.attribution.runs import ForwardRun, forward
+from interp.tasks.direction import Direction, roles
 from interp.model import Model
-from interp.patching.engine import TaskMetric
-from interp.patching.flops import forward_flops
-from interp.patching.sweep import position_labels
+from interp.tasks.metrics import TaskMetric, resolve_metric
+from interp.flops import forward_flops
+from interp.tasks.base import position_labels
 
 
 @dataclass(frozen=True)
@@ -42,15 +43,6 @@ class SweepRequest:
 
 
 Sweeps = str | SweepRequest | Sequence[str | SweepRequest]
-
-
-def resolve_metric(metric: str | TaskMetric) -> tuple[str, TaskMetric]:
-    """(name, function) of a metric given by name (``interp.tasks.get_metric``) or as a function."""
-    if isinstance(metric, str):
-        from interp.tasks import get_metric
-
-        return metric, get_metric(metric)
-    return getattr(metric, "__name__", "custom"), metric
 
 
 def resolve_sweeps(model: Model, task: Any, sweeps: Sweeps) -> list[SweepSpec]:

@@ -32,8 +32,7 @@ import torch
 from jaxtyping import Float
 
 from interp.model import Model
-from interp.patching import SWEEPS
-from interp.patching.sweep import sweep_groups
+from interp.cells import SWEEPS, sweep_groups
 from interp.sites import site_name
 
 

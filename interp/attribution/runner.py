@@ -6,7 +6,8 @@ from collections.abc import Callable
 
 import torch
 
-from interp.attribution.compare import Comparison, compare, record
+from interp.attribution.compare import compare
+from interp.attribution.comparison import Comparison, record
 from interp.attribution.config import AttributionConfig
 from interp.models import load_model
 from interp.patching.runner import DTYPES, build_task

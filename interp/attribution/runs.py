@@ -18,44 +18,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from jaxtyping import Float
 
 from interp.attribution.attention import AttentionRecord, AttentionRule, attribution_attention
-from interp.errors import InterventionError
 from interp.interventions import Intervention
 from interp.model import Model
-from interp.patching.engine import TaskMetric
-from interp.tokenize import TokenBatch
-
-Direction = Literal["denoising", "noising"]
-Which = Literal["clean", "corrupt"]
-
-
-def check_direction(direction: str) -> None:
-    if direction not in ("denoising", "noising"):
-        raise InterventionError(f"direction must be 'denoising' or 'noising', got {direction!r}")
-
-
-def roles(direction: Direction) -> tuple[Which, Which]:
-    """(base run, source run) of a direction."""
-    check_direction(direction)
-    return ("corrupt", "clean") if direction == "denoising" else ("clean", "corrupt")
-
-
-def run_spec(model: Model, task: Any, which: Which) -> tuple[TokenBatch, tuple[Intervention, ...]]:
-    """Tokens and interventions of the clean or corrupt run."""
-    if tuple(task.clean.shape) != tuple(task.corrupt.shape):
-        raise InterventionError(
-            f"clean batch {tuple(task.clean.shape)} and corrupt batch {tuple(task.corrupt.shape)} differ in shape; "
-            "attribution needs aligned positions (tokenise them with model.tokenize_pairs)"
-        )
-    if which == "clean":
-        return task.clean.to(model.device), ()
-    return task.corrupt.to(model.device), tuple(task.corrupt_interventions)
-
+from interp.tasks.direction import Which, run_spec
+from interp.tasks.metrics import TaskMetric
 
 @dataclass
 class ForwardRun:
@@ -97,7 +69,7 @@ def forward(
         rules: a context manager factory ``rules(model)`` installing modified backward rules
             (RelP) for the duration of the forward, or None.
     """
-    batch, interventions = run_spec(model, task, which)
+    batch, interventions = run_spec(task, which, model.device)
     record: dict[int, AttentionRecord] = {}
     order = {name: index for index, name in enumerate(model.sites)}
     sites = sorted(set(sites), key=order.__getitem__)

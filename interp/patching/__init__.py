@@ -1,17 +1,49 @@
-"""Activation patching: exact sweeps (:func:`patch_sweep`, :func:`patch_cells`) and their results."""
+"""Activation patching: exact sweeps (:func:`patch_sweep`, :func:`patch_cells`) and their results.
 
-from interp.patching.cells import SWEEPS, Cell
-from interp.patching.engine import Cost, MaskedPatch, PatchingEngine
-from interp.patching.result import PatchingResult
-from interp.patching.sweep import patch_cells, patch_sweep
+Names are imported on first use, so reading a stored result (:func:`load_result`) does not import
+the engine, the model code or transformers.
+"""
 
-__all__ = ["SWEEPS", "Cell", "Cost", "MaskedPatch", "PatchingEngine", "PatchingResult", "patch_cells", "patch_sweep"]
+from __future__ import annotations
 
+from typing import TYPE_CHECKING
 
-def __getattr__(name: str):
-    """``interp.patching.compare``: the approximation-vs-exact harness (imported lazily: it imports us)."""
-    if name == "compare":
-        from interp.attribution.compare import compare
+from interp.lazy import lazy_exports
 
-        return compare
-    raise AttributeError(f"module 'interp.patching' has no attribute {name!r}")
+if TYPE_CHECKING:
+    from interp.cells import SWEEPS, Cell
+    from interp.interventions import MaskedPatch
+    from interp.patching.engine import PatchingEngine
+    from interp.patching.persist import load_result, result_names, save_result
+    from interp.patching.result import Cost, PatchingResult
+    from interp.patching.sweep import patch_cells, patch_sweep
+
+_EXPORTS = {
+    "SWEEPS": "interp.cells",
+    "Cell": "interp.cells",
+    "MaskedPatch": "interp.interventions",
+    "PatchingEngine": "interp.patching.engine",
+    "load_result": "interp.patching.persist",
+    "result_names": "interp.patching.persist",
+    "save_result": "interp.patching.persist",
+    "Cost": "interp.patching.result",
+    "PatchingResult": "interp.patching.result",
+    "patch_cells": "interp.patching.sweep",
+    "patch_sweep": "interp.patching.sweep",
+}
+
+__all__ = [
+    "SWEEPS",
+    "Cell",
+    "Cost",
+    "MaskedPatch",
+    "PatchingEngine",
+    "PatchingResult",
+    "load_result",
+    "patch_cells",
+    "patch_sweep",
+    "result_names",
+    "save_result",
+]
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

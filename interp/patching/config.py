@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from interp.errors import InterpError
-from interp.patching.cells import SWEEPS
+from interp.cells import SWEEPS
 
 Schema = TypeVar("Schema", bound=BaseModel)
 

@@ -15,8 +15,8 @@ TransformerLens), with four savings that follow from causality:
 
 1. **Start at the patched block.** Blocks before the patched one compute what the base run
    computed, so the forward starts at block ``L`` from the base run's cached ``resid_pre[L]``:
-   earlier blocks are skipped (their ``forward`` is replaced by the identity for the call) and the
-   cached residual is injected at block ``L``'s input.
+   earlier blocks are skipped and the cached residual is injected at block ``L``'s input (the
+   architecture adapter's ``start_at``).
 2. **Start at the patched position.** Positions before ``p`` are unchanged in every block, so only
    positions ``p..T-1`` are computed; their attention reads the base run's keys and values of
    positions ``0..p-1`` from a pre-filled KV cache.
@@ -43,52 +43,24 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any
 
 import torch
 from jaxtyping import Bool, Float, Int
 from transformers import DynamicCache
 
 from interp.cache import ActivationCache
-from interp.errors import InterventionError
-from interp.interventions import Intervention
+from interp.cells import Cell, CellGroup, selection_mask
+from interp.flops import forward_flops
+from interp.interventions import Intervention, MaskedPatch
 from interp.model import Model
-from interp.patching.cells import Cell, CellGroup, entry_layer, is_entry, selection_mask, start_of
-from interp.patching.flops import forward_flops
+from interp.patching.result import Cost
+from interp.patching.start import entry_layer, is_entry, start_of
 from interp.sites import Site, site_name
+from interp.tasks.direction import Direction, Which, check_aligned, check_direction, run_spec
+from interp.tasks.metrics import TaskMetric
 from interp.tokenize import TokenBatch
-
-Direction = Literal["denoising", "noising"]
-TaskMetric = Callable[[Float[torch.Tensor, "example vocab"], Any], Float[torch.Tensor, " example"]]
-
-
-@dataclass(frozen=True, kw_only=True)
-class MaskedPatch(Intervention):
-    """Row ``r`` of the batch takes ``source[r]`` wherever ``mask[r]`` is True.
-
-    ``source`` has the site's shape; ``mask`` is ``(rows, *site_axes)``, or ``(1, *site_axes)`` for
-    one mask shared by every row (broadcastable along any axis). Each row of one forward can carry a
-    different patch (another cell of the sweep, or the same cell for another example).
-    """
-
-    source: Float[torch.Tensor, "row ..."]
-    mask: Bool[torch.Tensor, "row ..."]
-    kind: ClassVar[str] = "masked_patch"
-    _tensor_fields: ClassVar[tuple[str, ...]] = ("source", "mask")
-
-    def new_value(self, value: torch.Tensor, site: Site) -> torch.Tensor:
-        return self.source
-
-    def apply(self, value: torch.Tensor, site: Site) -> torch.Tensor:
-        if value.shape != self.source.shape or self.mask.shape[0] not in (1, value.shape[0]):
-            raise InterventionError(
-                f"masked patch at {site.name!r}: value {tuple(value.shape)} needs a source of the same shape "
-                f"(got {tuple(self.source.shape)}) and a mask of 1 or {value.shape[0]} rows (got {tuple(self.mask.shape)})"
-            )
-        source = self.source.to(device=value.device, dtype=value.dtype)
-        return torch.where(self.mask.to(value.device), source, value)
 
 
 @dataclass
@@ -119,37 +91,6 @@ class Rows:
 
 
 @dataclass
-class Cost:
-    """Work done by a sweep, next to what a naive one-full-forward-per-cell sweep would do.
-
-    ``noop_rows`` counts (cell, example) pairs answered from the unpatched run without a forward,
-    because the patch wrote the values the site already had.
-    """
-
-    forward_passes: int = 0
-    flops: float = 0.0
-    naive_forward_passes: int = 0
-    naive_flops: float = 0.0
-    seconds: float = 0.0
-    noop_rows: int = 0
-
-    @property
-    def flop_fraction(self) -> float:
-        return self.flops / self.naive_flops if self.naive_flops else float("nan")
-
-    def as_dict(self) -> dict[str, float]:
-        return {
-            "forward_passes": self.forward_passes,
-            "flops": self.flops,
-            "naive_forward_passes": self.naive_forward_passes,
-            "naive_flops": self.naive_flops,
-            "flop_fraction": self.flop_fraction,
-            "seconds": self.seconds,
-            "noop_rows": self.noop_rows,
-        }
-
-
-@dataclass
 class PatchingEngine:
     """Runs cell groups of a patching experiment on one task.
 
@@ -177,13 +118,8 @@ class PatchingEngine:
     _source: CapturedRun | None = None
 
     def __post_init__(self) -> None:
-        if self.direction not in ("denoising", "noising"):
-            raise InterventionError(f"direction must be 'denoising' or 'noising', got {self.direction!r}")
-        if tuple(self.task.clean.shape) != tuple(self.task.corrupt.shape):
-            raise InterventionError(
-                f"clean batch {tuple(self.task.clean.shape)} and corrupt batch {tuple(self.task.corrupt.shape)} "
-                "differ in shape; tokenise them with model.tokenize_pairs"
-            )
+        check_direction(self.direction)
+        check_aligned(self.task)
 
     # --- the two unpatched runs --------------------------------------------------------------
     @property
@@ -194,13 +130,8 @@ class PatchingEngine:
     def seq_len(self) -> int:
         return self.task.clean.shape[1]
 
-    def _run_spec(self, which: Literal["clean", "corrupt"]) -> tuple[TokenBatch, tuple[Intervention, ...]]:
-        if which == "clean":
-            return self.task.clean.to(self.model.device), ()
-        return self.task.corrupt.to(self.model.device), tuple(self.task.corrupt_interventions)
-
-    def _capture(self, which: Literal["clean", "corrupt"], sites: Sequence[str], keys_values: bool) -> CapturedRun:
-        batch, interventions = self._run_spec(which)
+    def _capture(self, which: Which, sites: Sequence[str], keys_values: bool) -> CapturedRun:
+        batch, interventions = run_spec(self.task, which, self.model.device)
         cache_object = DynamicCache() if keys_values else None
         with torch.no_grad(), self.model.hooks(interventions, capture=sites) as session:
             output = self.model.call(
@@ -239,7 +170,7 @@ class PatchingEngine:
         return max(blocks)
 
     @property
-    def _base_name(self) -> Literal["clean", "corrupt"]:
+    def _base_name(self) -> Which:
         return "corrupt" if self.direction == "denoising" else "clean"
 
     def _needed_sites(self, groups: Sequence[CellGroup]) -> tuple[set[str], set[str]]:
@@ -459,7 +390,7 @@ class PatchingEngine:
                 ddp_cache_data=[(k[rows, :, :start_pos], v[rows, :, :start_pos]) for k, v in base.keys_values]
             )
         batch = base.batch
-        with torch.no_grad(), _start_at(self.model, start_layer, resid), self.model.hooks(in_block) as session:
+        with torch.no_grad(), self.model.arch.start_at(start_layer, resid), self.model.hooks(in_block) as session:
             output = self.model.call(
                 session,
                 input_ids=batch.input_ids[rows, start_pos:],
@@ -483,31 +414,3 @@ class PatchingEngine:
 def _plain_patch(cell: Cell, site: Site, source: torch.Tensor) -> Intervention:
     """A patch of ``cell`` over full positions, shared by every row."""
     return MaskedPatch(site=site.name, source=source, mask=selection_mask(cell, site, source.shape, 0).unsqueeze(0))
-
-
-def _skip_block(hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-    return hidden_states
-
-
-@contextmanager
-def _start_at(model: Model, start_layer: int, resid: torch.Tensor) -> Iterator[None]:
-    """Skip blocks before ``start_layer`` and feed ``resid`` into it (or into the final norm)."""
-    blocks = model.arch.layers()
-    entry = blocks[start_layer] if start_layer < len(blocks) else model.arch.final_norm()
-
-    def inject(module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
-        if args:
-            return (resid, *args[1:]), kwargs
-        return args, {**kwargs, "hidden_states": resid}
-
-    handle = entry.register_forward_pre_hook(inject, with_kwargs=True)
-    skipped = list(blocks)[:start_layer]
-    try:
-        for block in skipped:
-            block.forward = _skip_block
-        yield
-    finally:
-        handle.remove()
-        for block in skipped:
-            if "forward" in block.__dict__:
-                del block.forward

@@ -20,7 +20,37 @@ import torch
 from jaxtyping import Float
 
 from interp.errors import InterpError
-from interp.patching.engine import Cost
+
+
+@dataclass
+class Cost:
+    """Work done by a sweep, next to what a naive one-full-forward-per-cell sweep would do.
+
+    ``noop_rows`` counts (cell, example) pairs answered from the unpatched run without a forward,
+    because the patch wrote the values the site already had.
+    """
+
+    forward_passes: int = 0
+    flops: float = 0.0
+    naive_forward_passes: int = 0
+    naive_flops: float = 0.0
+    seconds: float = 0.0
+    noop_rows: int = 0
+
+    @property
+    def flop_fraction(self) -> float:
+        return self.flops / self.naive_flops if self.naive_flops else float("nan")
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "forward_passes": self.forward_passes,
+            "flops": self.flops,
+            "naive_forward_passes": self.naive_forward_passes,
+            "naive_flops": self.naive_flops,
+            "flop_fraction": self.flop_fraction,
+            "seconds": self.seconds,
+            "noop_rows": self.noop_rows,
+        }
 
 
 @dataclass

@@ -16,14 +16,15 @@ from typing import Any
 
 import torch
 
+from interp.cells import sweep_groups
 from interp.model import Model
 from interp.models import load_model
 from interp.patching.config import ConfigError, PatchConfig, TaskConfig
-from interp.patching.engine import Cost
 from interp.patching.persist import save_result
-from interp.patching.result import PatchingResult
-from interp.patching.sweep import make_engine, position_labels, sweep_groups
+from interp.patching.result import Cost, PatchingResult
+from interp.patching.sweep import make_engine
 from interp.runs import FINISHED, Run, RunStore
+from interp.tasks.base import position_labels
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
 COST_FIELDS = [f.name for f in fields(Cost)]

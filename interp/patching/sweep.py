@@ -16,25 +16,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from interp.cells import Cell, sweep_groups
 from interp.model import Model
-from interp.patching.cells import Cell, CellGroup, sweep_cells
-from interp.patching.engine import Direction, PatchingEngine, TaskMetric
+from interp.patching.engine import PatchingEngine
 from interp.patching.result import PatchingResult
-
-
-def _metric(metric: str | TaskMetric) -> tuple[str, TaskMetric]:
-    if isinstance(metric, str):
-        from interp.tasks import get_metric
-
-        return metric, get_metric(metric)
-    return getattr(metric, "__name__", "custom"), metric
-
-
-def position_labels(model: Model, task: Any) -> list[str]:
-    """A label per position: the token of the first clean prompt there (``pad`` before it starts)."""
-    ids = task.clean.input_ids[0].tolist()
-    mask = task.clean.attention_mask[0].tolist()
-    return [f"{i}:{model.tokenizer.decode([t])}" if m else f"{i}:<pad>" for i, (t, m) in enumerate(zip(ids, mask, strict=True))]
+from interp.tasks.base import position_labels
+from interp.tasks.direction import Direction
+from interp.tasks.metrics import TaskMetric, resolve_metric
 
 
 def make_engine(
@@ -47,26 +35,9 @@ def make_engine(
     skip_noop_rows: bool = True,
 ) -> tuple[str, PatchingEngine]:
     """The engine for a task and metric (and the metric's name)."""
-    name, function = _metric(metric)
+    name, function = resolve_metric(metric)
     return name, PatchingEngine(
         model, task, function, direction, prefix_reuse=prefix_reuse, skip_noop_rows=skip_noop_rows, max_rows=max_rows
-    )
-
-
-def sweep_groups(
-    model: Model,
-    task: Any,
-    sweep: str,
-    layers: Sequence[int] | None = None,
-    positions: Sequence[int] | None = None,
-    heads: Sequence[int] | None = None,
-    neurons: Sequence[int] | None = None,
-) -> tuple[list[CellGroup], tuple[str, ...], dict[str, list[int]]]:
-    """The cell groups, axes and coordinates of a named sweep on a task."""
-    dims = model.dims
-    return sweep_cells(
-        sweep, dims.n_layers, task.clean.shape[1], dims.n_heads, dims.n_kv_heads, dims.d_mlp,
-        layers=layers, positions=positions, heads=heads, neurons=neurons,
     )
 
 

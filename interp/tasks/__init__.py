@@ -8,22 +8,39 @@ A :class:`PatchingTask` holds aligned clean/corrupt token batches, the answer an
 each example, and any corruption applied as interventions; the patching engine reads only that.
 """
 
-from interp.tasks.base import PatchingTask, TaskError
+from interp.tasks.base import PatchingTask, TaskError, position_labels
+from interp.tasks.direction import DIRECTIONS, Direction, check_direction, roles, run_spec
 from interp.tasks.ioi import IOIVocabulary, embedding_std, ioi_task, ioi_vocabulary
-from interp.tasks.metrics import METRICS, NormalisationError, UnknownMetricError, get_metric, normalise
+from interp.tasks.metrics import (
+    METRICS,
+    NormalisationError,
+    TaskMetric,
+    UnknownMetricError,
+    get_metric,
+    normalise,
+    resolve_metric,
+)
 from interp.tasks.pairs import pairs_from_jsonl
 
 __all__ = [
+    "DIRECTIONS",
+    "Direction",
     "IOIVocabulary",
     "METRICS",
     "NormalisationError",
     "PatchingTask",
     "TaskError",
+    "TaskMetric",
     "UnknownMetricError",
+    "check_direction",
     "embedding_std",
     "get_metric",
     "ioi_task",
     "ioi_vocabulary",
     "normalise",
     "pairs_from_jsonl",
+    "position_labels",
+    "resolve_metric",
+    "roles",
+    "run_spec",
 ]

@@ -216,3 +216,10 @@ def _subset_intervention(
     if intervention.positions is not None and dropped:
         changes["positions"] = [p if p < 0 else p - dropped for p in intervention.positions if p < 0 or p >= dropped]
     return dataclasses.replace(_replace_tensors(intervention, cut), **changes)
+
+
+def position_labels(model: Model, task: PatchingTask) -> list[str]:
+    """A label per position: the token of the first clean prompt there (``pad`` before it starts)."""
+    ids = task.clean.input_ids[0].tolist()
+    mask = task.clean.attention_mask[0].tolist()
+    return [f"{i}:{model.tokenizer.decode([t])}" if m else f"{i}:<pad>" for i, (t, m) in enumerate(zip(ids, mask, strict=True))]

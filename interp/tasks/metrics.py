@@ -89,6 +89,13 @@ def get_metric(name: str) -> TaskMetric:
         raise UnknownMetricError(f"unknown metric {name!r}; choose one of {sorted(METRICS)}") from None
 
 
+def resolve_metric(metric: str | TaskMetric) -> tuple[str, TaskMetric]:
+    """(name, function) of a metric given by name (one of :data:`METRICS`) or as a function."""
+    if isinstance(metric, str):
+        return metric, get_metric(metric)
+    return getattr(metric, "__name__", "custom"), metric
+
+
 def normalise(
     values: Float[torch.Tensor, "..."],
     clean_values: Float[torch.Tensor, " example"],

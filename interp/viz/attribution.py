@@ -3,8 +3,9 @@
 :func:`scatter` puts each method's estimated effect of every cell (x) against the exact patching
 effect (y), one colour per method, with the identity line and Pearson r in the legend: points on
 the diagonal are cells the method gets right; points on the y axis are false negatives (AtP's
-saturated attention, cancelled effects). :func:`correlation_bars` shows the r of each method per
-component type from a comparison table. Figures are returned, never shown.
+saturated attention, cancelled effects). :func:`comparison_scatter` draws it for one component type of a
+stored :class:`~interp.attribution.Comparison`. :func:`correlation_bars` shows the r of each method
+per component type from a comparison table. Figures are returned, never shown.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import plotly.graph_objects as go
 import torch
 from scipy import stats
 
+from interp.attribution import Comparison
 from interp.patching import PatchingResult
 
 
@@ -56,6 +58,12 @@ def scatter(exact: PatchingResult, estimates: Sequence[PatchingResult], title: s
         yaxis_title=f"exact effect ({exact.metric})",
     )
     return figure
+
+
+def comparison_scatter(comparison: Comparison, component: str, methods: Sequence[str] | None = None) -> go.Figure:
+    """:func:`scatter` of one component type of a comparison (every method, or ``methods``)."""
+    chosen = list(comparison.estimates) if methods is None else list(methods)
+    return scatter(comparison.exact[component], [comparison.estimates[m][component] for m in chosen])
 
 
 def correlation_bars(table: pd.DataFrame, value: str = "pearson") -> go.Figure:
