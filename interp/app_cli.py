@@ -2,13 +2,17 @@
 
 It replaces itself (``exec``) with ``streamlit run app/Home.py -- --runs DIR`` under this Python, so
 the app sees the same ``interp`` as the command and signals (Ctrl-C, a test's terminate) reach the
-server directly. The app lives in the repository's ``app/`` folder (next to the
-``interp`` package in a source checkout or an editable install). Usage statistics are switched off:
-the app makes no outside calls.
+server directly. The app's files live in the repository's top-level ``app/`` folder, which is
+installed as the package ``interp._app`` (see setup.py): :func:`app_entry` finds ``Home.py`` there
+with :mod:`importlib.resources`, in a wheel install and in an editable one alike. When ``interp`` is
+imported from a source checkout (``python -m interp`` in the repository) that checkout's own
+``app/`` is used, whatever else is installed. Usage statistics are switched off: the app makes no
+outside calls.
 """
 
 from __future__ import annotations
 
+import importlib.resources
 import os
 import sys
 from pathlib import Path
@@ -18,13 +22,29 @@ import typer
 
 from interp.runs import default_runs_root
 
-APP_ENTRY = Path(__file__).resolve().parent.parent / "app" / "Home.py"
+APP_PACKAGE = "interp._app"
 
 
-def streamlit_command(runs: Path, port: int, headless: bool) -> list[str]:
-    """The command line that serves the app on ``runs`` at ``port``."""
+def app_entry() -> Path | None:
+    """The app's ``Home.py`` as a file on disk, or ``None`` if it is not installed with ``interp``.
+
+    The pages sit next to it (``views/``), and ``streamlit run`` needs them as real files, so an
+    install that is not a plain directory (a zip) counts as not installed.
+    """
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "pyproject.toml").is_file() and (checkout / "app" / "Home.py").is_file():
+        return checkout / "app" / "Home.py"
+    try:
+        entry = importlib.resources.files(APP_PACKAGE).joinpath("Home.py")
+    except ModuleNotFoundError:
+        return None
+    return entry if isinstance(entry, Path) and entry.is_file() else None
+
+
+def streamlit_command(entry: Path, runs: Path, port: int, headless: bool) -> list[str]:
+    """The command line that serves the app at ``entry`` on ``runs`` at ``port``."""
     return [
-        sys.executable, "-m", "streamlit", "run", str(APP_ENTRY),
+        sys.executable, "-m", "streamlit", "run", str(entry),
         "--server.port", str(port),
         "--server.headless", "true" if headless else "false",
         "--browser.gatherUsageStats", "false",
@@ -41,12 +61,13 @@ def app(
     headless: Annotated[bool, typer.Option(help="do not open a browser window (servers, CI)")] = False,
 ) -> None:
     """Browse the runs store in the Streamlit app (patching, attribution, SAEs, a live model page)."""
-    if not APP_ENTRY.is_file():
-        typer.echo(f"error: the app is not at {APP_ENTRY}; run `interp app` from a source checkout of interp", err=True)
+    entry = app_entry()
+    if entry is None:
+        typer.echo(f"error: the app ({APP_PACKAGE}) is not installed with interp; reinstall interp", err=True)
         raise typer.Exit(code=2)
     root = (runs.expanduser() if runs is not None else default_runs_root()).absolute()
     if not root.is_dir():
         typer.echo(f"note: {root} does not exist yet; the app will say so until a run is written there", err=True)
     typer.echo(f"serving the runs in {root} at http://localhost:{port}", err=True)
-    command = streamlit_command(root, port, headless)
+    command = streamlit_command(entry, root, port, headless)
     os.execv(command[0], command)

@@ -16,7 +16,7 @@ switched to this function for good (:func:`replace_hf_eager`): it is the same co
 bit in float32, but HF's eager computes the softmax in float32 even for a float64 model, which turns
 the float64 mask minimum into -inf, fully masked padding rows into NaN, and every gradient of a
 padded batch into NaN; ours takes the softmax in the wider of the two dtypes. The model switches to this implementation only for a forward
-that touches a pattern site (DESIGN.md: eager attention only when asked), and switches back after.
+that touches a pattern site (docs/design.md, Performance principles), and switches back after.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """AtP: attribution patching, a first-order estimate of every patch from two forwards and one backward.
 
 Exact activation patching costs one forward per component. Attribution patching (Nanda 2023;
-Kramar et al. 2024, algorithms.md 1.1) replaces each patched forward by its first-order Taylor
+Kramar et al. 2024; docs/methods.md, AtP) replaces each patched forward by its first-order Taylor
 expansion around the run being patched (the *base* run):
 
     m(base | do(n = n_source)) - m(base)  ~  (n_source - n_base) . dm/dn |_base
@@ -15,7 +15,7 @@ every sweep: residual stream and attention/MLP outputs by (layer, position), hea
 (layer, head) or (layer, head, position), attention patterns by (layer, head), MLP neurons by
 (layer, neuron). A cell that patches several entries (a head at all positions) gets the sum of its
 entries' estimates. Estimates are per example; the gradient metric is the sum over examples, never
-the mean, so there is no hidden ``1/B`` (algorithms.md 0.3).
+the mean, so there is no hidden ``1/B`` (docs/methods.md, Directions and metrics).
 
 AtP is exact when the metric is affine in the patched activation (e.g. a last-layer output read
 by a linear unembedding and a logit difference), and fails in two known ways: saturated attention

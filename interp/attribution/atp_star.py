@@ -1,4 +1,4 @@
-"""AtP*: AtP with the QK fix and GradDrop (Kramar, Lieberum, Shah, Nanda 2024; algorithms.md 1.2-1.3).
+"""AtP*: AtP with the QK fix and GradDrop (Kramar, Lieberum, Shah, Nanda 2024; docs/methods.md, AtP*).
 
 AtP has two systematic failure modes, and AtP* fixes each, switchably:
 

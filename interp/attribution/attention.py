@@ -1,6 +1,6 @@
 """An attention function for attribution: records post-RoPE queries and keys, applies LRP rules.
 
-The QK fix of AtP* (algorithms.md 1.2) recomputes attention probabilities with one query or key
+The QK fix of AtP* (docs/methods.md, QK fix) recomputes attention probabilities with one query or key
 swapped, which needs the queries and keys *as the softmax sees them*: after the q/k norms of
 Qwen3 and Gemma 3, after RoPE, with the model's own scaling, soft-capping and mask (causal,
 padding, sliding window). Rather than re-deriving all of that per family from the pre-RoPE
@@ -9,7 +9,7 @@ padding, sliding window). Rather than re-deriving all of that per family from th
 those tensors. While :func:`attribution_attention` is active it
 
 * records ``(query, key, mask, scaling, softcap)`` of each layer when asked (:class:`AttentionRecord`);
-* computes attention with one of three backward rules (RelP, algorithms.md 2.2-2.3), forward values
+* computes attention with one of three backward rules (docs/methods.md, LRP rules), forward values
   unchanged:
 
   - ``"gradient"``: the ordinary gradient (this is :func:`interp.attention.interp_eager_attention`);
@@ -22,7 +22,7 @@ those tensors. While :func:`attribution_attention` is active it
 The pattern still passes through the ``interp_pattern`` HookPoint, so ``hook_pattern`` sites read,
 write and differentiate as usual. Passing a swapped query or key changes exactly the rows or columns
 the QK fix recomputes because positions are aligned between clean and corrupt runs: substituting the
-rotated vector at a position is the same as substituting the unrotated one (algorithms.md 1.2).
+rotated vector at a position is the same as substituting the unrotated one (docs/methods.md, QK fix).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ component type and method, over the sweep's cells (mean effect over examples, ra
 * **cost**: forward and backward passes and wall time, next to the exact sweep's.
 
 The correlation is over cells of the (layer x position), (layer x head), ... map, as in the RelP
-paper's table (algorithms.md 2.4). AtP*'s Pearson/Spearman use its signed estimate (AtP + QK fix);
+paper's table (docs/methods.md, RelP). AtP*'s Pearson/Spearman use its signed estimate (AtP + QK fix);
 its GradDrop magnitude only drives the ranking. A method that serves several sweeps from one set of
 passes (AtP, AtP*, RelP, IG with ``path="inputs"``) reports that shared cost on each.
 

@@ -3,7 +3,7 @@
 An attribution method is a pre-filter: one verifies its top-ranked components by exact patching
 and trusts that the rest do not matter. The AtP* paper bounds how wrong that trust can be by
 verifying a random sample of the *unverified* components. Its exact estimator could not be
-checked (algorithms.md 1.4), so this is the workbench's own, labelled as such:
+checked (docs/methods.md, False-negative bound), so this is the workbench's own, labelled as such:
 
 1. verify the ``top_k`` components by exact patching (:func:`interp.patching.patch_cells`);
 2. split the remaining components into ``buckets`` by their attribution score (quantiles) and draw

@@ -1,7 +1,7 @@
 """Integrated gradients between the base and source activations (EAP-IG style), the costly reference.
 
 AtP evaluates the gradient only at the base run. Integrated gradients (Sundararajan et al. 2017;
-algorithms.md 8) average it along a straight path from the base activations to the source
+docs/methods.md, Integrated gradients) average it along a straight path from the base activations to the source
 activations, which makes the estimate *complete*: summed over the interpolated entries it equals
 the exact change of the metric as the number of steps grows,
 

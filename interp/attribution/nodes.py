@@ -5,7 +5,7 @@ Every attribution method here ends the same way. It has, for one site tensor (sa
 AtP the product ``(n_source - n_base) * dm/dn``, for RelP the same with propagation coefficients,
 for IG with averaged gradients. A sweep cell patches a *set* of entries (one position, one head at
 all positions, one neuron at all positions, ...), and to first order the effect of patching a set
-is the sum of its entries' attributions (algorithms.md 0.3). :func:`cell_sums` does that sum for
+is the sum of its entries' attributions (docs/methods.md, Directions and metrics). :func:`cell_sums` does that sum for
 each sweep's geometry, :func:`grid` stacks the layers and selects the sweep's coordinates, so the
 result lines up with :func:`interp.patching.patch_sweep` cell for cell.
 

@@ -2,7 +2,7 @@
 
 Plain AtP linearises the whole model. Through a softmax that is badly wrong when an attention row
 is saturated (nearly one-hot): its Jacobian is nearly zero, so AtP predicts no effect even when
-swapping a query or key moves all the attention (a false negative, algorithms.md 1.2). The fix
+swapping a query or key moves all the attention (a false negative, docs/methods.md, QK fix). The fix
 computes the change of the attention probabilities *exactly* and linearises only downstream of
 them. With, on the base run, scores ``S`` (after scaling, soft-cap and mask), probabilities
 ``A = softmax(S)`` and ``G = dm/dA`` (the gradient at ``hook_pattern``), per layer, head and example:

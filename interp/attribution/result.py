@@ -7,13 +7,13 @@ baselines, and ``values`` of shape ``(example, *grid)`` holding the *estimated p
 
     values[e, cell] = m_base[e] + estimate[e, cell],
 
-where the base run is the corrupt run for denoising and the clean run for noising (algorithms.md
-0.2). ``normalized()``, ``mean()``, the heatmaps of :mod:`interp.viz.patching` and
+where the base run is the corrupt run for denoising and the clean run for noising (docs/methods.md,
+Directions and metrics). ``normalized()``, ``mean()``, the heatmaps of :mod:`interp.viz.patching` and
 ``to_frame()`` therefore read an attribution exactly as they read an exact sweep; :meth:`effects`
 gives the raw per-example estimates.
 
 Two additions: ``method`` names the estimator, and ``scores`` holds an optional unsigned ranking
-score per example and cell (AtP*'s GradDrop magnitude, algorithms.md 1.3), used in place of
+score per example and cell (AtP*'s GradDrop magnitude, docs/methods.md, GradDrop), used in place of
 ``|mean estimate|`` to rank components. The cost counts forward *and* backward passes
 (:class:`AttributionCost`), next to the forward passes a naive exact sweep would need.
 """

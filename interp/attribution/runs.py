@@ -10,7 +10,7 @@ and the gradient of the metric on the base run at every site of the sweep.
 method can take as many backward passes as it needs (AtP takes one, GradDrop one per layer). The
 gradient metric is the *sum* over examples of the per-example metric: examples never interact in a
 forward pass, so the gradient at example ``e``'s activations is exactly ``d m_e / d n_e``, with no
-``1/B`` factor to undo (the batch-mean pitfall, algorithms.md 0.3).
+``1/B`` factor to undo (the batch-mean pitfall, docs/methods.md, Directions and metrics).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ A sweep's result keeps every example's metric for every cell, plus the metric on
 clean and corrupt runs, so any summary can be recomputed. The usual summary is the *normalised*
 metric, ``(m - m_corrupt) / (m_clean - m_corrupt)``: 1 means the patch restores clean behaviour,
 0 means it has the corrupt run's behaviour. The baselines are the batch means of the clean and
-corrupt metrics (as in the IOI literature, algorithms.md 0.1), so each example's normalised value
+corrupt metrics (as in the IOI literature; docs/methods.md, Directions and metrics), so each example's normalised value
 is on one shared scale and their mean is the normalised mean; per-example baselines would divide
 by near-zero differences on examples the model barely distinguishes.
 """

@@ -22,7 +22,7 @@ how "a few" is decided:
   derivative of the language-model loss along each decoder row; the kept *values* stay ``z``. So
   gradients change only *which* latents fire, preferring small-but-consequential ones. Without a
   gradient (inference) it is plain TopK. The paper's code is unpublished: this is the reading in
-  ``algorithms.md`` section 4 (no normalisation of ``|u|``).
+  docs/methods.md, g-SAE (no normalisation of ``|u|``).
 * **ReLU** (+ an L1 penalty in the loss): the classic dense-then-sparsified SAE.
 * **JumpReLU**: ``ReLU(pre) * (pre > threshold)`` with a per-latent threshold; inference form of
   SAELens's JumpReLU and BatchTopK SAEs, so their files load here.

@@ -1,6 +1,6 @@
 """SAE quality metrics, computed on held-out token rows and accumulated in float64.
 
-Definitions (``algorithms.md`` section 9.4, ``sae-anchors.md`` section 11), over the tokens an SAE
+Definitions (docs/methods.md, SAE metrics), over the tokens an SAE
 is meant for (special tokens and the attention-sink first position excluded):
 
 * **L0**: mean number of latents that fired per token, with its std and 5/50/95th percentiles

@@ -13,7 +13,7 @@ means, standard errors and per-example plots are all available downstream:
 Half-precision logits are upcast to float32 first (a float64 run stays float64).
 
 :func:`normalise` maps metric values onto the scale "clean = 1, corrupt = 0",
-``(m - m_corrupt) / (m_clean - m_corrupt)`` (algorithms.md 0.1). By default the baselines are the
+``(m - m_corrupt) / (m_clean - m_corrupt)`` (docs/methods.md, Directions and metrics). By default the baselines are the
 *batch means* of the clean and corrupt values, as in the IOI literature and as
 :meth:`interp.patching.PatchingResult.normalized` does: every example is put on one shared scale,
 so the mean of the normalised values is the normalised mean, and an example the model barely

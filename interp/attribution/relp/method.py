@@ -1,6 +1,6 @@
 """RelP: relevance patching, AtP with LRP propagation coefficients in place of gradients.
 
-RelP (Rezaei Jafari, Eberle, Khakzar, Nanda 2025; algorithms.md 2) keeps AtP's recipe and cost,
+RelP (Rezaei Jafari, Eberle, Khakzar, Nanda 2025; docs/methods.md, RelP) keeps AtP's recipe and cost,
 a source forward plus a base forward and backward, but runs the backward pass with LRP rules
 (:mod:`interp.attribution.relp.rules`): norms' scales and nonlinearities' gates are treated as
 constants, gated products split relevance in half. The coefficient ``r(n)`` it leaves at each site

@@ -1,7 +1,7 @@
 """LRP propagation rules as modified backward passes, forward values untouched.
 
-Layer-wise relevance propagation in gradient-times-input form (Arras et al. 2025; algorithms.md
-2.1-2.3) runs an ordinary backward pass in which some operations pass back a *different* local
+Layer-wise relevance propagation in gradient-times-input form (Arras et al. 2025; docs/methods.md,
+RelP) runs an ordinary backward pass in which some operations pass back a *different* local
 derivative. Each rule here returns a tensor with the forward value of the real operation, bit for
 bit, and the rule's derivative in the backward pass, through one identity:
 
@@ -10,7 +10,7 @@ bit, and the rule's derivative in the backward pass, through one identity:
 where ``y`` is the real output and ``s`` a *surrogate* whose gradient is the rule's. In the
 forward pass ``s - s.detach()`` is exactly 0; in the backward pass only ``s`` carries gradient.
 
-The rules (the RelP fork's defaults plus the AttnLRP/CP-LRP attention options, algorithms.md 2.2-2.3):
+The rules (the RelP fork's defaults plus the AttnLRP/CP-LRP attention options, docs/methods.md, LRP rules):
 
 * **LN-rule** (norms): the normalising scale ``1/std`` (LayerNorm: also the centring stays live)
   or ``rsqrt(mean(x^2) + eps)`` (RMSNorm) is a constant. RMSNorm then conserves relevance exactly,
