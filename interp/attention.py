@@ -88,14 +88,15 @@ def pattern_hook_point(attention_module: nn.Module) -> HookPoint:
 
 
 @contextmanager
-def eager_patterns(hf_model: nn.Module) -> Iterator[None]:
-    """Run the model with :func:`interp_eager_attention` inside the block, restoring it after."""
+def attention_implementation(hf_model: nn.Module, implementation: str = IMPLEMENTATION) -> Iterator[None]:
+    """Run the model with the registered attention ``implementation`` inside the block (default:
+    :func:`interp_eager_attention`), restoring every config's own afterwards, exceptions included."""
     configs = [m.config for m in hf_model.modules() if hasattr(m, "config") and hasattr(m.config, "_attn_implementation")]
     unique = list({id(c): c for c in configs}.values())
     previous = [c._attn_implementation for c in unique]
     try:
         for config in unique:
-            config._attn_implementation = IMPLEMENTATION
+            config._attn_implementation = implementation
         yield
     finally:
         for config, old in zip(unique, previous, strict=True):

@@ -35,7 +35,6 @@ import torch
 from torch.utils.hooks import RemovableHandle
 
 from interp.arch.base import Location
-from interp.attention import eager_patterns
 from interp.cache import ActivationCache
 from interp.errors import HookNotFiredError, InterventionError
 from interp.interventions import Intervention, _check_indices
@@ -114,7 +113,7 @@ class HookSession:
     def __enter__(self) -> HookSession:
         try:
             if self.needs_patterns:
-                self._stack.enter_context(eager_patterns(self.model.hf))
+                self._stack.enter_context(self.model.arch.use_attention())
             order = {name: index for index, name in enumerate(self.model.sites)}
             for name in sorted(self.requests, key=order.__getitem__):
                 self._register(self.requests[name])

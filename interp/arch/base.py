@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -25,7 +25,7 @@ import torch
 from jaxtyping import Float
 from torch import nn
 
-from interp.attention import pattern_hook_point
+from interp.attention import IMPLEMENTATION, attention_implementation, pattern_hook_point
 from interp.sites import BLOCK, Site, site_name
 
 
@@ -244,6 +244,11 @@ class ArchAdapter(ABC):
         logits = self.hf_model.get_output_embeddings()(residual)
         cap = self.final_logit_softcap
         return cap * torch.tanh(logits / cap) if cap else logits
+
+    def use_attention(self, implementation: str = IMPLEMENTATION) -> AbstractContextManager[None]:
+        """Within the context, attention runs the registered ``implementation`` (default: the eager
+        attention with a hookable pattern, :mod:`interp.attention`)."""
+        return attention_implementation(self.hf_model, implementation)
 
     @contextmanager
     def start_at(self, layer: int, residual: Float[torch.Tensor, "batch pos d_model"]) -> Iterator[None]:

@@ -180,19 +180,11 @@ def attribution_attention(
     """
     if rule not in ATTENTION_RULES:
         raise ValueError(f"unknown attention rule {rule!r}; choose one of {list(ATTENTION_RULES)}")
-    hf = model.hf
-    configs = {
-        id(m.config): m.config for m in hf.modules() if hasattr(getattr(m, "config", None), "_attn_implementation")
-    }
-    previous = {key: config._attn_implementation for key, config in configs.items()}
     saved = (_STATE.rule, _STATE.record, _STATE.layers)
     try:
-        for config in configs.values():
-            config._attn_implementation = IMPLEMENTATION
-        _STATE.rule, _STATE.record = rule, record
-        _STATE.layers = {id(model.arch.attention(layer)): layer for layer in range(model.dims.n_layers)}
-        yield
+        with model.arch.use_attention(IMPLEMENTATION):
+            _STATE.rule, _STATE.record = rule, record
+            _STATE.layers = {id(model.arch.attention(layer)): layer for layer in range(model.dims.n_layers)}
+            yield
     finally:
         _STATE.rule, _STATE.record, _STATE.layers = saved
-        for key, config in configs.items():
-            config._attn_implementation = previous[key]
