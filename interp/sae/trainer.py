@@ -32,9 +32,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import Tensor
 
+from interp.config import ConfigModel
 from interp.sae.sae import SAE
 from interp.sae.losses import sae_loss
 from interp.sae.store import ActivationBatch
@@ -42,10 +43,8 @@ from interp.sae.store import ActivationBatch
 WIDTH_REFERENCE = 2**14
 
 
-class OptimConfig(BaseModel):
+class OptimConfig(ConfigModel):
     """Optimiser and recipe settings shared by the SAEs of one training run."""
-
-    model_config = ConfigDict(extra="forbid")
 
     base_lr: float = Field(2e-4, gt=0, description="lr at d_sae = 2^14; scaled by 1/sqrt(d_sae / 2^14)")
     lr: float | None = Field(None, gt=0, description="a fixed lr instead of the width-scaled one")

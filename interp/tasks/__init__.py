@@ -9,6 +9,7 @@ each example, and any corruption applied as interventions; the patching engine r
 """
 
 from interp.tasks.base import PatchingTask, TaskError
+from interp.tasks.config import TaskConfig, build_task
 from interp.tasks.ioi import IOIVocabulary, embedding_std, ioi_task, ioi_vocabulary
 from interp.tasks.metrics import METRICS, NormalisationError, UnknownMetricError, get_metric, normalise
 from interp.tasks.pairs import pairs_from_jsonl
@@ -18,8 +19,10 @@ __all__ = [
     "METRICS",
     "NormalisationError",
     "PatchingTask",
+    "TaskConfig",
     "TaskError",
     "UnknownMetricError",
+    "build_task",
     "embedding_std",
     "get_metric",
     "ioi_task",
