@@ -16,6 +16,7 @@ from typing import Annotated
 
 import typer
 
+from interp.cli_options import RunsOption
 from interp.runs import default_runs_root
 
 APP_ENTRY = Path(__file__).resolve().parent.parent / "app" / "Home.py"
@@ -34,9 +35,7 @@ def streamlit_command(runs: Path, port: int, headless: bool) -> list[str]:
 
 
 def app(
-    runs: Annotated[
-        Path | None, typer.Option(help="runs store to browse (default: $INTERP_RUNS_DIR or data/runs)")
-    ] = None,
+    runs: RunsOption = None,
     port: Annotated[int, typer.Option(help="port to serve on")] = 8501,
     headless: Annotated[bool, typer.Option(help="do not open a browser window (servers, CI)")] = False,
 ) -> None:

@@ -43,6 +43,12 @@ from interp.runs.names import RESERVED_JSON_NAMES, check_name
 FROZEN_FIELDS = frozenset({"id", "format"})
 
 
+def failure_reason(error: BaseException) -> str:
+    """``"Type: message"``, or just ``"Type"`` for an exception without a message (``KeyboardInterrupt``)."""
+    message = str(error)
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
 class Run:
     """One run directory. Open runs with :class:`~interp.runs.RunStore`, or directly from a path."""
 
@@ -96,13 +102,16 @@ class Run:
     def finish(self, summary: dict[str, Any] | None = None) -> None:
         """Mark the run finished now; ``summary`` entries are merged into the manifest's summary."""
         merged = {**self.manifest.get("summary", {}), **(summary or {})}
-        self.update_manifest(status=FINISHED, finished=now_iso(), summary=merged, error=None)
+        self.update_manifest(status=FINISHED, finished=now_iso(), summary=merged, error=None, traceback=None)
 
     def fail(self, error: str | BaseException) -> None:
-        """Mark the run failed now, recording ``error`` (an exception is recorded with its traceback)."""
+        """Mark the run failed now with ``error`` as the reason; an exception is recorded as
+        ``"Type: message"`` (just ``"Type"`` when it has no message) with its traceback in ``traceback``."""
         if isinstance(error, BaseException):
-            error = "".join(traceback.format_exception(type(error), error, error.__traceback__)).rstrip()
-        self.update_manifest(status=FAILED, finished=now_iso(), error=str(error))
+            trace = "".join(traceback.format_exception(type(error), error, error.__traceback__)).rstrip()
+            self.update_manifest(status=FAILED, finished=now_iso(), error=failure_reason(error), traceback=trace)
+        else:
+            self.update_manifest(status=FAILED, finished=now_iso(), error=error, traceback=None)
 
     def __enter__(self) -> Run:
         return self
