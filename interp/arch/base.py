@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from interp.attention import pattern_hook_point
+from interp.errors import UnknownSiteError
 from interp.sites import BLOCK, Site, site_name
 
 
@@ -218,7 +219,7 @@ class ArchAdapter(ABC):
             return Location(self.mlp_down(layer), "input")
         if kind == "mlp_out":
             return Location(self.mlp_contribution(layer), "output")
-        raise KeyError(kind)
+        raise UnknownSiteError(f"site kind {kind!r} has no location in the {type(self).__name__} adapter")
 
 
 def _read_logits(raw: Any) -> torch.Tensor:

@@ -42,6 +42,7 @@ from interp.attribution.linear import SweepRequest, Sweeps, resolve_metric, reso
 from interp.attribution.relp import RelPRules, relp
 from interp.attribution.result import AttributionResult
 from interp.attribution.runs import Direction, check_direction
+from interp.errors import GridMismatchError, InvalidArgumentError
 from interp.model import Model
 from interp.patching import PatchingResult, patch_sweep
 from interp.patching.engine import TaskMetric
@@ -86,7 +87,7 @@ def run_method(
             model, task, requests, metric, direction, options.ig_steps, options.ig_path, options.ig_rule
         )
     else:
-        raise ValueError(f"unknown method {method!r}; choose from {list(METHODS)}")
+        raise InvalidArgumentError(f"unknown method {method!r}; choose from {list(METHODS)}")
     assert isinstance(results, dict)
     return results
 
@@ -106,7 +107,7 @@ def _correlation(function: Callable[..., Any], a: list[float], b: list[float]) -
 def agreement(exact: PatchingResult, estimate: AttributionResult, top_k: int = 10) -> dict[str, float]:
     """Pearson, Spearman, top-k recall and sign agreement of an estimate against the exact sweep."""
     if exact.axes != estimate.axes or exact.coords != estimate.coords:
-        raise ValueError(
+        raise GridMismatchError(
             f"the estimate's grid {estimate.axes} {estimate.grid_shape} does not match the exact sweep's "
             f"{exact.axes} {exact.grid_shape}"
         )
@@ -176,7 +177,7 @@ def compare(
     check_direction(direction)
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
-        raise ValueError(f"unknown methods {unknown}; choose from {list(METHODS)}")
+        raise InvalidArgumentError(f"unknown methods {unknown}; choose from {list(METHODS)}")
     options = options or MethodOptions()
     metric_name, _ = resolve_metric(metric)
     specs = resolve_sweeps(model, task, sweeps)

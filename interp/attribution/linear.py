@@ -24,6 +24,7 @@ from jaxtyping import Float
 from interp.attribution.nodes import SweepSpec, cell_sums, grid, sweep_spec
 from interp.attribution.result import AttributionCost, AttributionResult
 from interp.attribution.runs import Direction, ForwardRun, forward, roles
+from interp.errors import InvalidArgumentError
 from interp.model import Model
 from interp.patching.engine import TaskMetric
 from interp.patching.flops import forward_flops
@@ -61,7 +62,7 @@ def resolve_sweeps(model: Model, task: Any, sweeps: Sweeps) -> list[SweepSpec]:
     names = [r.sweep for r in requests]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        raise ValueError(f"sweeps {repeated} are requested more than once; merge their selections into one request")
+        raise InvalidArgumentError(f"sweeps {repeated} are requested more than once; merge their selections into one request")
     return [sweep_spec(model, task, r.sweep, r.layers, r.positions, r.heads, r.neurons) for r in requests]
 
 

@@ -34,7 +34,7 @@ import pandas as pd
 import torch
 
 from interp.runs import formats, shards
-from interp.runs.errors import ArtifactNotFoundError, InvalidNameError
+from interp.runs.errors import ArtifactNotFoundError, InvalidNameError, ManifestFieldError
 from interp.runs.jsonvalues import normalise
 from interp.runs.manifest import FAILED, FINISHED, RUNNING, STATUSES, now_iso, read_manifest, write_manifest
 from interp.runs.names import RESERVED_JSON_NAMES, check_name
@@ -91,9 +91,9 @@ class Run:
         """
         frozen = sorted(FROZEN_FIELDS & fields.keys())
         if frozen:
-            raise ValueError(f"manifest field(s) {frozen} cannot be changed")
+            raise ManifestFieldError(f"manifest field(s) {frozen} cannot be changed; they are fixed when the run is created")
         if "status" in fields and fields["status"] not in STATUSES:
-            raise ValueError(f"status must be one of {list(STATUSES)}, got {fields['status']!r}")
+            raise ManifestFieldError(f"status must be one of {list(STATUSES)}, got {fields['status']!r}")
         updates = {key: normalise(value, f"manifest[{key!r}]") for key, value in fields.items()}
         manifest = self.manifest
         manifest.update(updates)

@@ -36,6 +36,7 @@ from pydantic import Field
 from torch import Tensor
 
 from interp.config import ConfigModel
+from interp.errors import InvalidArgumentError, UnknownSiteError
 from interp.sae.sae import SAE
 from interp.sae.losses import sae_loss
 from interp.sae.store import ActivationBatch
@@ -128,7 +129,7 @@ class SAETrainer:
             sae = slot.sae
             site = sae.site
             if site not in batch.acts:
-                raise KeyError(f"SAE {slot.name!r} reads {site!r}, which the batch does not hold ({list(batch.acts)})")
+                raise UnknownSiteError(f"SAE {slot.name!r} reads {site!r}, which the batch does not hold ({list(batch.acts)})")
             x = batch.acts[site].to(self.device, non_blocking=True)
             grad = batch.grads[site].to(self.device) if batch.grads is not None else None
             if self.step_index == 0:
@@ -176,7 +177,7 @@ class SAETrainer:
             if self.step_index >= self.total_steps:
                 break
             if batch.index != self.step_index:
-                raise ValueError(f"batch {batch.index} arrived at step {self.step_index}; start the stream at the step")
+                raise InvalidArgumentError(f"batch {batch.index} arrived at step {self.step_index}; start the stream at the step")
             stats = self.step(batch)
             if on_step is not None:
                 on_step(self.step_index, stats)

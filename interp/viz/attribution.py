@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 import torch
 from scipy import stats
 
+from interp.errors import GridMismatchError
 from interp.patching import PatchingResult
 
 
@@ -38,7 +39,7 @@ def scatter(exact: PatchingResult, estimates: Sequence[PatchingResult], title: s
     for estimate in estimates:
         guess = _mean_effects(estimate)
         if guess.shape != truth.shape:
-            raise ValueError(f"estimate grid {estimate.grid_shape} does not match the exact grid {exact.grid_shape}")
+            raise GridMismatchError(f"estimate grid {estimate.grid_shape} does not match the exact grid {exact.grid_shape}")
         defined = guess.std() > 0 and truth.std() > 0
         r = float(stats.pearsonr(guess.tolist(), truth.tolist()).statistic) if defined else float("nan")
         method = getattr(estimate, "method", "estimate")

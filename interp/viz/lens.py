@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import plotly.graph_objects as go
 import torch
 
+from interp.errors import InvalidArgumentError
 from interp.model import Model
 
 
@@ -64,7 +65,7 @@ def inspect_prompt(model: Model, prompt: str, layers: Sequence[int] = (), top_k:
     n_layers = model.dims.n_layers
     bad = [layer for layer in layers if not 0 <= layer < n_layers]
     if bad:
-        raise ValueError(f"layers {bad} are out of range: the model has layers 0..{n_layers - 1}")
+        raise InvalidArgumentError(f"layers {bad} are out of range: the model has layers 0..{n_layers - 1}")
     residual_sites = ["blocks.0.hook_resid_pre", *(f"blocks.{layer}.hook_resid_post" for layer in range(n_layers))]
     pattern_sites = [f"blocks.{layer}.attn.hook_pattern" for layer in layers]
     batch = model.to_tokens(prompt)
@@ -167,10 +168,10 @@ def lens_heatmap(inspection: PromptInspection, last_positions: int | None = None
 def attention_heatmap(inspection: PromptInspection, layer: int, head: int) -> go.Figure:
     """Query x key attention probabilities of one head, token-labelled."""
     if layer not in inspection.patterns:
-        raise ValueError(f"layer {layer} was not captured; captured layers: {sorted(inspection.patterns)}")
+        raise InvalidArgumentError(f"layer {layer} was not captured; captured layers: {sorted(inspection.patterns)}")
     pattern = inspection.patterns[layer]
     if not 0 <= head < pattern.shape[0]:
-        raise ValueError(f"head {head} is out of range: layer {layer} has heads 0..{pattern.shape[0] - 1}")
+        raise InvalidArgumentError(f"head {head} is out of range: layer {layer} has heads 0..{pattern.shape[0] - 1}")
     labels = _position_labels(inspection.tokens)
     figure = go.Figure(
         go.Heatmap(

@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from interp.attribution.attention import ATTENTION_RULES, AttentionRule
+from interp.errors import InvalidArgumentError, UnsupportedModuleError
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ class RelPRules:
 
     def __post_init__(self) -> None:
         if self.attention not in ATTENTION_RULES:
-            raise ValueError(f"unknown attention rule {self.attention!r}; choose one of {list(ATTENTION_RULES)}")
+            raise InvalidArgumentError(f"unknown attention rule {self.attention!r}; choose one of {list(ATTENTION_RULES)}")
 
     @classmethod
     def none(cls) -> RelPRules:
@@ -109,7 +110,7 @@ def norm_rule(module: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tens
         return swap_gradient(y, surrogate)
     name = type(module).__name__
     if not name.endswith("RMSNorm"):
-        raise TypeError(f"no LN-rule for norm module {name}")
+        raise UnsupportedModuleError(f"no LN-rule for norm module {name}; RelP knows LayerNorm and *RMSNorm modules")
     x32 = x.float()
     eps = float(getattr(module, "variance_epsilon", getattr(module, "eps", 1e-6)))
     normed = x32 * _rms_scale(x32, eps)
