@@ -115,7 +115,7 @@ def choose_run(kind: str, label: str = "Run", key: str | None = None) -> tuple[R
     if not infos:
         stop_with(
             f"No {kind} runs in `{runs.root}` yet. Make one with `{MAKE_RUNS.get(kind, 'interp ...')} "
-            f"--out {runs.root}`, or point the app at another store with `interp app --runs DIR`.",
+            f"--runs {runs.root}`, or point the app at another store with `interp app --runs DIR`.",
             "info",
         )
     ids = [info.id for info in infos]

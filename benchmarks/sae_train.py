@@ -204,21 +204,23 @@ def throughput(saelens_python: str, steps: int, threads: int) -> str:
 
 
 def afa_vs_topk(runs_root: Path, training_tokens: int | None, k_max: int | None) -> str:
-    from interp.sae import load_config, train
+    from interp.config import load_config
+    from interp.runs import RunStore
+    from interp.sae import TrainConfig, train
 
     data = Path(__file__).resolve().parents[1] / "data"
-    raw = load_config(data / "sae_topafa.yaml").to_json()
+    raw = load_config(data / "sae_topafa.yaml", TrainConfig).to_json()
     if training_tokens is not None:
         raw["training_tokens"] = training_tokens
     if k_max is not None:
         raw["saes"][0]["activation"]["k_max"] = k_max
         raw["saes"][0]["name"] = f"topafa-kmax{k_max}"
     afa_config = load_config_dict(raw)
-    afa_run = train(afa_config, runs_root=runs_root, progress=False)
+    afa_run = train(afa_config, RunStore(runs_root), progress=False)
     afa = afa_run.read_table("metrics").iloc[0]
     k = max(1, round(float(afa["l0"])))
     raw["saes"][0].update(name=f"topk-k{k}", activation={"kind": "topk", "k": k})
-    topk_run = train(load_config_dict(raw), runs_root=runs_root, progress=False)
+    topk_run = train(load_config_dict(raw), RunStore(runs_root), progress=False)
     topk = topk_run.read_table("metrics").iloc[0]
     rows = [
         "| SAE | mean L0 (p5/p50/p95) | FVU | CE recovered | CE clean / SAE / zero-abl. | dead | AFA norm gap | eps_LBO | train tok/s | run |",
@@ -235,9 +237,10 @@ def afa_vs_topk(runs_root: Path, training_tokens: int | None, k_max: int | None)
 
 
 def load_config_dict(raw: dict):
-    from interp.sae import validate_config
+    from interp.config import validate
+    from interp.sae import TrainConfig
 
-    return validate_config(raw)
+    return validate(raw, TrainConfig)
 
 
 def main() -> None:

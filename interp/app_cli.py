@@ -20,6 +20,7 @@ from typing import Annotated
 
 import typer
 
+from interp.cli_options import RunsOption
 from interp.runs import default_runs_root
 
 APP_PACKAGE = "interp._app"
@@ -54,9 +55,7 @@ def streamlit_command(entry: Path, runs: Path, port: int, headless: bool) -> lis
 
 
 def app(
-    runs: Annotated[
-        Path | None, typer.Option(help="runs store to browse (default: $INTERP_RUNS_DIR or data/runs)")
-    ] = None,
+    runs: RunsOption = None,
     port: Annotated[int, typer.Option(help="port to serve on")] = 8501,
     headless: Annotated[bool, typer.Option(help="do not open a browser window (servers, CI)")] = False,
 ) -> None:

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
+from pydantic import field_validator
 
+from interp.config import ConfigError, ConfigModel
 from interp.errors import InterventionError
 from interp.sites import Site, parse_site, site_name
 
@@ -61,6 +63,33 @@ class Cell:
 
 
 CellGroup = tuple[Cell, ...]
+
+
+class SweepRequest(ConfigModel):
+    """A named sweep, optionally restricted to some layers / positions / heads / neurons.
+
+    The one description of "which cells" that exact patching, the attribution methods and config
+    files share: ``SweepRequest("head_z", layers=[3, 4])`` in code, ``{sweep: head_z, layers: [3, 4]}``
+    in a config file. Selections are checked against the model when the sweep runs.
+    """
+
+    sweep: str
+    layers: list[int] | None = None
+    positions: list[int] | None = None
+    heads: list[int] | None = None
+    neurons: list[int] | None = None
+
+    def __init__(self, sweep: str | None = None, /, **fields: Any) -> None:
+        if sweep is not None:
+            fields["sweep"] = sweep
+        super().__init__(**fields)
+
+    @field_validator("sweep")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in SWEEPS:
+            raise ConfigError(f"unknown sweep {value!r}; choose one of {sorted(SWEEPS)}")
+        return value
 
 
 def sweep_cells(

@@ -12,15 +12,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from interp.cli_options import DeviceOption, DtypeOption, ResumeOption, RunsOption, SetOption, fail, overrides
 from interp.errors import InterpError
 
 app = typer.Typer(help="Mechanistic interpretability workbench.", no_args_is_help=True, add_completion=False)
 console = Console()
-
-
-def _fail(error: Exception) -> None:
-    console.print(f"[red]error:[/red] {error}")
-    raise typer.Exit(code=2)
 
 
 def _progress() -> Progress:
@@ -38,7 +34,7 @@ def sites(model: str = typer.Argument("smollm2-135m", help="model name or path")
     try:
         loaded = load_model(model)
     except InterpError as error:
-        _fail(error)
+        fail(error)
     console.print(repr(loaded))
     for name in loaded.sites:
         console.print(name)
@@ -47,19 +43,21 @@ def sites(model: str = typer.Argument("smollm2-135m", help="model name or path")
 @app.command()
 def patch(
     config: Path = typer.Argument(..., help="YAML or TOML sweep config (see data/*.yaml)"),
-    resume: bool = typer.Option(False, "--resume", help="continue the newest unfinished run of this config"),
-    device: str = typer.Option(None, "--device", help="override the config's device (cpu, cuda, cuda:1)"),
-    dtype: str = typer.Option(None, "--dtype", help="override the config's dtype (float32, float64, bfloat16)"),
-    out: Path = typer.Option(None, "--out", help="runs root (default: $INTERP_RUNS_DIR or data/runs)"),
+    resume: ResumeOption = None,
+    device: DeviceOption = None,
+    dtype: DtypeOption = None,
+    set_: SetOption = None,
+    runs: RunsOption = None,
 ) -> None:
     """Run the activation patching sweeps of CONFIG into the runs store (resumable)."""
-    from interp.patching.config import load_config
+    from interp.config import load_config
+    from interp.patching.config import PatchConfig
     from interp.patching.runner import run_config
     from interp.runs import RunStore
 
     try:
-        settings = load_config(config, {"device": device, "dtype": dtype})
-        store = RunStore(out)
+        settings = load_config(config, PatchConfig, overrides(set_, device=device, dtype=dtype))
+        store = RunStore(runs)
         with _progress() as bar:
             task_id = bar.add_task("patching", total=None)
 
@@ -68,7 +66,7 @@ def patch(
 
             run = run_config(settings, store, resume=resume, progress=advance)
     except InterpError as error:
-        _fail(error)
+        fail(error)
     summary = run.manifest.get("summary", {})
     table = Table(title=f"run {run.id}")
     for column in ("result", "forwards", "FLOP fraction", "seconds", "top cell (normalised)"):
@@ -84,24 +82,24 @@ def patch(
     console.print(f"browse it with: interp app --runs {store.root}")
 
 
-@app.command()
-def runs(
+@app.command("runs")
+def list_runs(
     kind: str = typer.Option(None, "--kind", help="only runs of this kind (patching, sae, ...)"),
-    root: Path = typer.Option(None, "--root", help="runs root (default: $INTERP_RUNS_DIR or data/runs)"),
+    runs: RunsOption = None,
 ) -> None:
     """List the runs in the store, newest first."""
     from interp.runs import RunStore
 
-    store = RunStore(root)
+    store = RunStore(runs)
     infos = store.list(kind=kind)
     table = Table(title=str(store.root))
     table.add_column("id", no_wrap=True, min_width=max((len(i.id) for i in infos), default=2))
-    for column in ("kind", "status", "model", "dataset", "created"):
+    for column in ("kind", "status", "model", "dataset", "created", "error"):
         table.add_column(column, overflow="fold")
     for info in infos:
         model = info.model.get("name") if isinstance(info.model, dict) else info.model
         dataset = info.dataset.get("name") if isinstance(info.dataset, dict) else info.dataset
-        table.add_row(info.id, str(info.kind), info.status, str(model), str(dataset), str(info.created))
+        table.add_row(info.id, str(info.kind), info.status, str(model), str(dataset), str(info.created), info.error or "")
     console.print(table)
 
 

@@ -34,3 +34,16 @@ class ModelLoadError(InterpError, RuntimeError):
 
 class ModelStateError(InterpError, RuntimeError):
     """The model is in a state that would give wrong numbers (e.g. training mode)."""
+
+
+class InvalidArgumentError(InterpError, ValueError):
+    """An argument a function cannot use (an unknown method, rule or path, a number out of range, a
+    repeated entry); the message says which values it accepts."""
+
+
+class GridMismatchError(InterpError, ValueError):
+    """Results over different grids (axes, coordinates or shapes) given to be compared or combined."""
+
+
+class UnsupportedModuleError(InterpError, TypeError):
+    """A model module a method has no rule for (e.g. a normalisation layer type RelP does not know)."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from interp.errors import InterventionError
+from interp.errors import InvalidArgumentError
 from interp.model import Model
 
 
@@ -53,7 +53,7 @@ def inspect_prompt(model: Model, prompt: str, layers: Sequence[int] = (), top_k:
     n_layers = model.dims.n_layers
     bad = [layer for layer in layers if not 0 <= layer < n_layers]
     if bad:
-        raise InterventionError(f"layers {bad} are out of range: the model has layers 0..{n_layers - 1}")
+        raise InvalidArgumentError(f"layers {bad} are out of range: the model has layers 0..{n_layers - 1}")
     residual_sites = ["blocks.0.hook_resid_pre", *(f"blocks.{layer}.hook_resid_post" for layer in range(n_layers))]
     pattern_sites = [f"blocks.{layer}.attn.hook_pattern" for layer in layers]
     batch = model.to_tokens(prompt)

@@ -5,7 +5,7 @@
 
 ``--make`` fills the store on the embedded default model (about 15 minutes on a 2-core CPU):
 
-* patching: the README's command, ``python -m interp patch data/ioi_demo.yaml --out RUNS``;
+* patching: the README's command, ``python -m interp patch data/ioi_demo.yaml --runs RUNS``;
 * attribution: :data:`ATTRIBUTION`, the shipped ``data/ioi_attribution.yaml`` cut to 8 prompts
   and the resid_pre and head_z component types, so it takes minutes rather than an hour;
 * SAE: :data:`SAE`, a TopK SAE on layer 15 trained on 200k tokens of the shipped demo corpus
@@ -58,12 +58,13 @@ def make_store(runs: Path) -> None:
     """One run of each kind on the default model (see the module docstring)."""
     from interp.attribution.config import AttributionConfig
     from interp.attribution.runner import run_attribution
-    from interp.sae import train, validate_config
+    from interp.config import validate
+    from interp.sae import TrainConfig, train
 
-    subprocess.run([sys.executable, "-m", "interp", "patch", str(ROOT / "data" / "ioi_demo.yaml"), "--out", str(runs)],
+    subprocess.run([sys.executable, "-m", "interp", "patch", str(ROOT / "data" / "ioi_demo.yaml"), "--runs", str(runs)],
                    check=True)
     run_attribution(AttributionConfig.model_validate(ATTRIBUTION), RunStore(runs))
-    train(validate_config(SAE), runs_root=runs, progress=False)
+    train(validate(SAE, TrainConfig), RunStore(runs), progress=False)
 
 
 def serve(runs: Path) -> tuple[subprocess.Popen, str]:

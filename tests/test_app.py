@@ -28,8 +28,9 @@ from interp.models import load_model
 from interp.patching.config import PatchConfig
 from interp.patching.persist import load_result
 from interp.patching.runner import run_config
+from interp.config import validate
 from interp.runs import RunStore
-from interp.sae import train, validate_config
+from interp.sae import TrainConfig, train
 from interp.tasks import ioi_task
 
 ENTRY = str(Path(__file__).resolve().parent.parent / "app" / "Home.py")
@@ -58,14 +59,14 @@ def store_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     }), store)
     corpus = tmp_path_factory.mktemp("corpus") / "corpus.txt"
     corpus.write_text("\n\n\n".join(f"When Mary and John went to the store, John gave a drink to Mary. Story {i}." for i in range(60)))
-    train(validate_config({
+    train(validate({
         "model": "tiny-llama", "device": "cpu", "training_tokens": 2000, "checkpoint_every": 0,
         "data": {"source": {"kind": "text", "paths": [str(corpus)]}, "context_size": 24, "eval_rows": 6},
         "store": {"batch_size": 500, "buffer_rows": 16, "model_batch_size": 16, "cache": False},
         "optim": {"lr": 1e-3, "warmup_steps": 2, "dead_after_tokens": 1000},
         "features": {"top_k": 3, "context": 2, "n_logits": 4},
         "saes": [{"name": "topk", "site": "blocks.1.hook_resid_post", "d_sae": 96, "activation": {"kind": "topk", "k": 4}}],
-    }), runs_root=root, progress=False, log=lambda _: None)
+    }, TrainConfig), RunStore(root), progress=False, log=lambda _: None)
     return root
 
 

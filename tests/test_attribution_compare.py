@@ -24,8 +24,8 @@ from interp.attribution import (
     record,
 )
 from interp.attribution.cli import attribute
-from interp.attribution.config import load_attribution_config
-from interp.patching.config import ConfigError
+from interp.attribution.config import AttributionConfig
+from interp.config import ConfigError, load_config
 from interp.patching.persist import load_result, save_result
 from interp.models.tiny import TINY_MODELS
 from interp.runs import FINISHED, RunStore
@@ -123,14 +123,14 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("sweeps: [{sweep: resid_pre}]\nmethods: [atp, magic]\n")
     with pytest.raises(ConfigError, match="magic"):
-        load_attribution_config(path)
+        load_config(path, AttributionConfig)
     path.write_text("sweeps: [{sweep: resid_pre}]\nig: {stepz: 3}\n")
     with pytest.raises(ConfigError, match="ig.stepz"):
-        load_attribution_config(path)
+        load_config(path, AttributionConfig)
     path.write_text("sweeps: [{sweep: resid_pre}, {sweep: resid_pre}]\n")
     with pytest.raises(ConfigError, match="more than once"):
-        load_attribution_config(path)
-    shipped = load_attribution_config(Path(__file__).parent.parent / "data" / "ioi_attribution.yaml")
+        load_config(path, AttributionConfig)
+    shipped = load_config(Path(__file__).parent.parent / "data" / "ioi_attribution.yaml", AttributionConfig)
     assert shipped.task.n >= 32 and shipped.methods
 
 
@@ -140,7 +140,7 @@ def test_cli_command_runs_a_config_into_the_store(tmp_path: Path) -> None:
     app.command("noop")(lambda: None)
     config = tmp_path / "tiny.yaml"
     config.write_text(TINY_CONFIG)
-    result = CliRunner().invoke(app, ["attribute", str(config), "--dtype", "float64", "--out", str(tmp_path / "runs")])
+    result = CliRunner().invoke(app, ["attribute", str(config), "--dtype", "float64", "--runs", str(tmp_path / "runs")])
     assert result.exit_code == 0, result.output
     assert "attribution vs exact patching" in result.output
     runs = RunStore(tmp_path / "runs").list(kind="attribution")

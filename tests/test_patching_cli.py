@@ -15,7 +15,8 @@ import yaml
 from typer.testing import CliRunner
 
 from interp.cli import app
-from interp.patching.config import ConfigError, load_config
+from interp.config import ConfigError, load_config
+from interp.patching.config import PatchConfig
 from interp.patching.persist import load_result, result_names
 from interp.patching.runner import COST_FIELDS, assemble
 from interp.runs import RunStore
@@ -37,23 +38,23 @@ def _write(tmp_path: Path, config: dict, name: str = "config.yaml") -> Path:
 
 def test_bad_keys_and_values_are_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"sweeps\.0\.sweep: .*unknown sweep 'resid'"):
-        load_config(_write(tmp_path, {**CONFIG, "sweeps": [{"sweep": "resid"}]}))
-    with pytest.raises(ConfigError, match="metrik: Extra inputs are not permitted"):
-        load_config(_write(tmp_path, {**CONFIG, "metrik": "logit_diff"}))
+        load_config(_write(tmp_path, {**CONFIG, "sweeps": [{"sweep": "resid"}]}), PatchConfig)
+    with pytest.raises(ConfigError, match="metrik: unknown key; did you mean 'metric'"):
+        load_config(_write(tmp_path, {**CONFIG, "metrik": "logit_diff"}), PatchConfig)
     with pytest.raises(ConfigError, match="task.n: Input should be greater than or equal to 1"):
-        load_config(_write(tmp_path, {**CONFIG, "task": {"n": 0}}))
+        load_config(_write(tmp_path, {**CONFIG, "task": {"n": 0}}), PatchConfig)
     with pytest.raises(ConfigError, match="does not exist"):
-        load_config(tmp_path / "missing.yaml")
+        load_config(tmp_path / "missing.yaml", PatchConfig)
     toml = tmp_path / "config.toml"
     toml.write_text('model = "tiny-llama"\n[[sweeps]]\nsweep = "mlp_out"\n')
-    assert load_config(toml).sweeps[0].sweep == "mlp_out"
+    assert load_config(toml, PatchConfig).sweeps[0].sweep == "mlp_out"
     result = CliRunner().invoke(app, ["patch", str(_write(tmp_path, {**CONFIG, "direction": "sideways"}))])
     assert result.exit_code == 2 and "direction" in result.output
 
 
 def test_cli_run_writes_results_that_load_back(tmp_path: Path) -> None:
     out = tmp_path / "runs"
-    result = CliRunner().invoke(app, ["patch", str(_write(tmp_path, CONFIG)), "--out", str(out)])
+    result = CliRunner().invoke(app, ["patch", str(_write(tmp_path, CONFIG)), "--runs", str(out)])
     assert result.exit_code == 0, result.output
     (info,) = RunStore(out).list()
     assert info.status == "finished" and info.kind == "patching"
@@ -65,13 +66,13 @@ def test_cli_run_writes_results_that_load_back(tmp_path: Path) -> None:
     assert run.read_table("sweep1_head_z_summary").shape[0] == 3 * 4
     summary = run.manifest["summary"]["sweep0_resid_pre"]
     assert summary["flop_fraction"] < 0.5 and summary["forward_passes"] > 0
-    listing = CliRunner().invoke(app, ["runs", "--root", str(out)])
+    listing = CliRunner().invoke(app, ["runs", "--runs", str(out)])
     assert info.id in listing.output
 
 
 def _run_cli(config: Path, out: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "interp", "patch", str(config), "--out", str(out), *extra],
+        [sys.executable, "-m", "interp", "patch", str(config), "--runs", str(out), *extra],
         env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
 
@@ -96,7 +97,7 @@ def test_killed_sweep_resumes_to_identical_numbers(tmp_path: Path) -> None:
     assert shards, "no shard was finished before the kill"
     (killed,) = RunStore(killed_root).list()
     assert killed.status == "running"
-    assert _run_cli(config, killed_root, "--resume").wait(timeout=600) == 0
+    assert _run_cli(config, killed_root, "--resume", "latest").wait(timeout=600) == 0
     (resumed,) = RunStore(killed_root).list()
     assert resumed.id == killed.id and resumed.status == "finished"
     (reference,) = RunStore(reference_root).list()
@@ -109,7 +110,7 @@ def test_killed_sweep_resumes_to_identical_numbers(tmp_path: Path) -> None:
 def test_shards_written_before_a_cost_field_was_added_still_assemble(tmp_path: Path) -> None:
     out = tmp_path / "runs"
     config_path = _write(tmp_path, {**CONFIG, "sweeps": [{"sweep": "resid_pre"}]})
-    assert CliRunner().invoke(app, ["patch", str(config_path), "--out", str(out)]).exit_code == 0
+    assert CliRunner().invoke(app, ["patch", str(config_path), "--runs", str(out)]).exit_code == 0
     (info,) = RunStore(out).list()
     run = RunStore(out).get(info.id)
     name = "sweep0_resid_pre"
@@ -120,7 +121,7 @@ def test_shards_written_before_a_cost_field_was_added_still_assemble(tmp_path: P
     old_format = {**tensors, "cost": tensors["cost"][: len(COST_FIELDS) - 1]}  # before noop_rows existed
     run.write_shard(name, 0, tensors=old_format)
     baselines = {"clean": finished.clean, "corrupt": finished.corrupt}
-    result = assemble(run, name, "resid_pre", finished.axes, finished.coords, finished.metric, load_config(config_path),
+    result = assemble(run, name, "resid_pre", finished.axes, finished.coords, finished.metric, load_config(config_path, PatchConfig),
                       baselines, finished.position_labels)
     assert torch.equal(result.values, finished.values)
     assert result.cost.noop_rows == finished.cost.noop_rows - dropped

@@ -344,8 +344,9 @@ def test_finish_fail_update(store: RunStore) -> None:
         raise RuntimeError("boom")
     except RuntimeError as e:
         run.fail(e)
-    error = run.manifest["error"]
-    assert run.status == "failed" and "RuntimeError: boom" in error and "Traceback" in error
+    manifest = run.manifest
+    assert run.status == "failed" and manifest["error"] == "RuntimeError: boom"
+    assert "Traceback" in manifest["traceback"] and "boom" in manifest["traceback"]
 
 
 def test_context_manager(store: RunStore) -> None:

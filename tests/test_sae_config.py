@@ -8,7 +8,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from interp.sae import ConfigError, load_config, validate_config
+from interp.config import ConfigError, load_config, validate
+from interp.sae import TrainConfig
 from interp.sae.cli import app
 
 DATA = Path(__file__).parents[1] / "data"
@@ -17,7 +18,7 @@ MINIMAL = {"training_tokens": 8192, "saes": [{"name": "a", "site": "blocks.15.ho
 
 @pytest.mark.parametrize("name", ["sae_topk.yaml", "sae_topafa.yaml"])
 def test_shipped_example_configs_validate(name: str):
-    config = load_config(DATA / name)
+    config = load_config(DATA / name, TrainConfig)
     assert config.model == "smollm2-135m" and config.data.source.kind == "demo"
     assert config.saes[0].site == "blocks.15.hook_resid_post"  # the middle of SmolLM2's 30 layers
     assert 4096 <= config.saes[0].d_sae <= 8192 and 1_000_000 <= config.training_tokens <= 2_000_000
@@ -29,7 +30,7 @@ def test_toml_configs_load(tmp_path: Path):
         'training_tokens = 8192\n[store]\nbatch_size = 1024\n[[saes]]\nname = "a"\nsite = "blocks.1.hook_resid_post"\n'
         'd_sae = 64\nactivation = {kind = "top_afa", k_max = 16}\n'
     )
-    config = load_config(path)
+    config = load_config(path, TrainConfig)
     assert config.saes[0].activation.k_max == 16 and config.total_steps == 8
 
 
@@ -47,7 +48,7 @@ def test_toml_configs_load(tmp_path: Path):
 )
 def test_bad_configs_name_the_problem(change: dict, message: str):
     with pytest.raises(ConfigError) as error:
-        validate_config({**MINIMAL, **change})
+        validate({**MINIMAL, **change}, TrainConfig)
     assert message in str(error.value)
 
 
@@ -55,9 +56,9 @@ def test_unparsable_and_wrong_suffix(tmp_path: Path):
     bad = tmp_path / "c.yaml"
     bad.write_text("saes: [unclosed")
     with pytest.raises(ConfigError, match="does not parse"):
-        load_config(bad)
+        load_config(bad, TrainConfig)
     with pytest.raises(ConfigError, match=".yaml, .yml or .toml"):
-        load_config(bad.rename(tmp_path / "c.json"))
+        load_config(bad.rename(tmp_path / "c.json"), TrainConfig)
 
 
 def test_cli_check_info_and_errors(tmp_path: Path):
@@ -91,7 +92,7 @@ def test_cli_trains_a_tiny_config(tmp_path: Path, single_thread):
         "features: {enabled: false}\n"
         "saes: [{name: s, site: blocks.1.hook_resid_post, d_sae: 64, activation: {kind: batchtopk, k: 4}}]\n"
     )
-    result = CliRunner().invoke(app, ["train", str(config), "--runs-root", str(tmp_path / "runs"), "--no-progress"])
+    result = CliRunner().invoke(app, ["train", str(config), "--runs", str(tmp_path / "runs"), "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "(finished)" in result.output and "s: l0" in result.output
     assert len(list((tmp_path / "runs").glob("sae-*/saes/s/cfg.json"))) == 1

@@ -16,6 +16,8 @@ import torch
 
 import interp
 import interp.sae as sae_pkg
+from interp.config import validate
+from interp.runs import RunStore
 
 FVU_TARGET = 0.40
 CE_RECOVERED_TARGET = 0.90
@@ -26,7 +28,7 @@ def test_topk_sae_on_the_middle_residual_of_the_default_model(smollm: interp.Mod
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        config = sae_pkg.validate_config(
+        config = validate(
             {
                 "model": "smollm2-135m",
                 "device": "cpu",
@@ -37,9 +39,10 @@ def test_topk_sae_on_the_middle_residual_of_the_default_model(smollm: interp.Mod
                 "optim": {"base_lr": 4e-4, "warmup_steps": 5, "decay_steps": 30, "dead_after_tokens": 16_384},
                 "features": {"top_k": 5, "context": 4},
                 "saes": [{"name": "topk", "site": "blocks.15.hook_resid_post", "d_sae": 2048, "activation": {"kind": "topk", "k": 32}}],
-            }
+            },
+            sae_pkg.TrainConfig,
         )
-        run = sae_pkg.train(config, runs_root=tmp_path / "runs", progress=False, log=lambda _: None)
+        run = sae_pkg.train(config, RunStore(tmp_path / "runs"), progress=False, log=lambda _: None)
     finally:
         torch.set_num_threads(threads)
     metrics = run.read_table("metrics").iloc[0]

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 import interp.sae as sae_pkg
+from interp.config import validate
 from interp.runs import RunStore
-from interp.sae import SAE, OptimConfig, SAEConfig, SAETrainer, TopAFAConfig, TopKConfig, validate_config
+from interp.sae import SAE, OptimConfig, SAEConfig, SAETrainer, TopAFAConfig, TopKConfig, TrainConfig
 from interp.sae.losses import auxk_loss, sae_loss
 from interp.sae.store import ActivationBatch
 from interp.sae.trainer import learning_rate
@@ -141,16 +142,16 @@ def tiny_config(tmp_path: Path, **over) -> sae_pkg.TrainConfig:
         ],
         **over,
     }
-    return validate_config(raw)
+    return validate(raw, TrainConfig)
 
 
 def test_pipeline_kill_and_resume_matches_uninterrupted(tmp_path: Path):
     config = tiny_config(tmp_path)
-    whole = sae_pkg.train(config, runs_root=tmp_path / "runs", progress=False, log=lambda _: None)
+    whole = sae_pkg.train(config, RunStore(tmp_path / "runs"), progress=False, log=lambda _: None)
     assert whole.status == "finished"
-    partial = sae_pkg.train(config, runs_root=tmp_path / "runs", progress=False, stop_after=3, log=lambda _: None)
+    partial = sae_pkg.train(config, RunStore(tmp_path / "runs"), progress=False, stop_after=3, log=lambda _: None)
     assert partial.status == "running" and partial.manifest["progress"]["step"] == 3
-    resumed = sae_pkg.train(config, runs_root=tmp_path / "runs", resume=partial.id, progress=False, log=lambda _: None)
+    resumed = sae_pkg.train(config, RunStore(tmp_path / "runs"), resume=partial.id, progress=False, log=lambda _: None)
     assert resumed.status == "finished"
     for name in ("topk", "afa", "gsae"):
         a = sae_pkg.load(whole.path / "saes" / name)

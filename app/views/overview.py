@@ -19,7 +19,7 @@ st.caption(f"Store: `{runs.root}`")
 frame = runs.to_frame()
 infos = {info.id: info for info in runs.list()}
 if frame.empty:
-    commands = "\n".join(f"{command} --out {runs.root}" for command in MAKE_RUNS.values())
+    commands = "\n".join(f"{command} --runs {runs.root}" for command in MAKE_RUNS.values())
     st.info(f"No runs in `{runs.root}` yet. Make some with the command line, then reload this page:")
     st.code(commands, language="bash")
     st.stop()

@@ -26,6 +26,7 @@ from jaxtyping import Float
 from torch import nn
 
 from interp.attention import IMPLEMENTATION, attention_implementation, pattern_hook_point
+from interp.errors import InvalidArgumentError, UnknownSiteError
 from interp.sites import BLOCK, Site, site_name
 
 
@@ -263,7 +264,7 @@ class ArchAdapter(ABC):
         """
         blocks = self.layers()
         if not 0 <= layer <= len(blocks):
-            raise IndexError(f"start layer {layer} out of range 0..{len(blocks)}")
+            raise InvalidArgumentError(f"start layer {layer} out of range: the model has blocks 0..{len(blocks) - 1}")
         entry = blocks[layer] if layer < len(blocks) else self.final_norm()
 
         def inject(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
@@ -338,7 +339,7 @@ class ArchAdapter(ABC):
             return Location(self.mlp_down(layer), "input")
         if kind == "mlp_out":
             return Location(self.mlp_contribution(layer), "output")
-        raise KeyError(kind)
+        raise UnknownSiteError(f"site kind {kind!r} has no location in the {type(self).__name__} adapter")
 
 
 def _read_logits(raw: Any) -> torch.Tensor:

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from interp.attribution.comparison import Comparison, load_comparison, record, save_comparison
     from interp.attribution.diagnostics import FalseNegativeReport, false_negative_bound
     from interp.attribution.ig import integrated_gradients
-    from interp.attribution.linear import SweepRequest
+    from interp.cells import SweepRequest
     from interp.attribution.relp import RelPRules, relp, relp_rules
     from interp.attribution.result import AttributionCost, AttributionResult
 
@@ -46,7 +46,7 @@ _EXPORTS = {
     "FalseNegativeReport": "interp.attribution.diagnostics",
     "false_negative_bound": "interp.attribution.diagnostics",
     "integrated_gradients": "interp.attribution.ig",
-    "SweepRequest": "interp.attribution.linear",
+    "SweepRequest": "interp.cells",
     "RelPRules": "interp.attribution.relp",
     "relp": "interp.attribution.relp",
     "relp_rules": "interp.attribution.relp",

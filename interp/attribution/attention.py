@@ -39,6 +39,7 @@ from transformers import AttentionInterface
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, eager_mask
 
 from interp.attention import HOOK_POINT, interp_eager_attention
+from interp.errors import InvalidArgumentError
 from interp.model import Model
 
 IMPLEMENTATION = "interp_attribution"
@@ -179,7 +180,7 @@ def attribution_attention(
         record: a dict filled with one :class:`AttentionRecord` per layer, if given.
     """
     if rule not in ATTENTION_RULES:
-        raise ValueError(f"unknown attention rule {rule!r}; choose one of {list(ATTENTION_RULES)}")
+        raise InvalidArgumentError(f"unknown attention rule {rule!r}; choose one of {list(ATTENTION_RULES)}")
     saved = (_STATE.rule, _STATE.record, _STATE.layers)
     try:
         with model.arch.use_attention(IMPLEMENTATION):

@@ -1,6 +1,6 @@
 """``interp attribute CONFIG``: attribution methods against exact patching, from a config file.
 
-The lead mounts :func:`attribute` on the main app (``app.command("attribute")(attribute)``). It
+:mod:`interp.cli` mounts :func:`attribute` on the main app. It
 validates the config before any work (errors name the offending key), shows a progress bar over
 the exact sweeps and the methods, writes a run of kind ``"attribution"`` and prints the agreement
 table (Pearson r, Spearman r, top-k recall, sign agreement, passes, seconds).
@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from interp.cli_options import DeviceOption, DtypeOption, ResumeOption, RunsOption, SetOption, fail, overrides
 from interp.errors import InterpError
 
 console = Console()
@@ -27,18 +28,21 @@ def _number(value: float, digits: int = 3) -> str:
 
 def attribute(
     config: Path = typer.Argument(..., help="YAML or TOML attribution config (see data/ioi_attribution.yaml)"),
-    device: str = typer.Option(None, "--device", help="override the config's device (cpu, cuda, cuda:1)"),
-    dtype: str = typer.Option(None, "--dtype", help="override the config's dtype (float32, float64, bfloat16)"),
-    out: Path = typer.Option(None, "--out", help="runs root (default: $INTERP_RUNS_DIR or data/runs)"),
+    resume: ResumeOption = None,
+    device: DeviceOption = None,
+    dtype: DtypeOption = None,
+    set_: SetOption = None,
+    runs: RunsOption = None,
 ) -> None:
     """Compare AtP, AtP*, RelP and IG with exact activation patching on CONFIG's task and sweeps."""
-    from interp.attribution.config import load_attribution_config
+    from interp.attribution.config import AttributionConfig
     from interp.attribution.runner import run_attribution, stages
+    from interp.config import load_config
     from interp.runs import RunStore
 
     try:
-        settings = load_attribution_config(config, {"device": device, "dtype": dtype})
-        store = RunStore(out)
+        settings = load_config(config, AttributionConfig, overrides(set_, device=device, dtype=dtype))
+        store = RunStore(runs)
         progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
             console=console,
@@ -49,10 +53,9 @@ def attribute(
             def advance(stage: str) -> None:
                 progress.update(bar, advance=1, description=f"done: {stage}")
 
-            run, comparison = run_attribution(settings, store, advance)
-    except (InterpError, ValueError) as error:
-        console.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(code=2) from None
+            run, comparison = run_attribution(settings, store, advance, resume)
+    except InterpError as error:
+        fail(error)
     table = Table(title=f"attribution vs exact patching, run {run.id}")
     columns = ("component", "method", "cells", "Pearson r", "Spearman r", "recall@k", "sign", "passes F+B", "s",
                "exact F", "exact s")

@@ -38,12 +38,14 @@ from interp.attribution.atp import atp
 from interp.attribution.atp_star import atp_star
 from interp.attribution.comparison import Comparison
 from interp.attribution.ig import Path, Rule, integrated_gradients
-from interp.attribution.linear import SweepRequest, Sweeps, resolve_sweeps
+from interp.attribution.linear import Sweeps, resolve_sweeps
 from interp.attribution.relp import RelPRules, relp
 from interp.attribution.result import AttributionResult
-from interp.tasks.direction import Direction, check_direction
+from interp.cells import SweepRequest
+from interp.errors import GridMismatchError, InvalidArgumentError
 from interp.model import Model
 from interp.patching import PatchingResult, patch_sweep
+from interp.tasks.direction import Direction, check_direction
 from interp.tasks.metrics import TaskMetric, resolve_metric
 
 METHODS: tuple[str, ...] = ("atp", "atp+qk", "atp*", "relp", "relp+qk", "ig")
@@ -84,7 +86,7 @@ def run_method(
             model, task, requests, metric, direction, options.ig_steps, options.ig_path, options.ig_rule
         )
     else:
-        raise ValueError(f"unknown method {method!r}; choose from {list(METHODS)}")
+        raise InvalidArgumentError(f"unknown method {method!r}; choose from {list(METHODS)}")
     assert isinstance(results, dict)
     return results
 
@@ -104,7 +106,7 @@ def _correlation(function: Callable[..., Any], a: list[float], b: list[float]) -
 def agreement(exact: PatchingResult, estimate: AttributionResult, top_k: int = 10) -> dict[str, float]:
     """Pearson, Spearman, top-k recall and sign agreement of an estimate against the exact sweep."""
     if exact.axes != estimate.axes or exact.coords != estimate.coords:
-        raise ValueError(
+        raise GridMismatchError(
             f"the estimate's grid {estimate.axes} {estimate.grid_shape} does not match the exact sweep's "
             f"{exact.axes} {exact.grid_shape}"
         )
@@ -149,12 +151,13 @@ def compare(
     check_direction(direction)
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
-        raise ValueError(f"unknown methods {unknown}; choose from {list(METHODS)}")
+        raise InvalidArgumentError(f"unknown methods {unknown}; choose from {list(METHODS)}")
     options = options or MethodOptions()
     metric_name, _ = resolve_metric(metric)
     specs = resolve_sweeps(model, task, sweeps)
     requests = [
-        SweepRequest(s.sweep, s.coords["layer"], s.coords.get("pos"), s.coords.get("head"), s.coords.get("neuron"))
+        SweepRequest(s.sweep, layers=s.coords["layer"], positions=s.coords.get("pos"), heads=s.coords.get("head"),
+                     neurons=s.coords.get("neuron"))
         for s in specs
     ]
     exact = dict(exact or {})

@@ -1,28 +1,24 @@
 """The configuration of an attribution-vs-exact run (``interp attribute CONFIG``), validated up front.
 
-A YAML or TOML file names the model, the task, the metric and direction, the component types
+A YAML or TOML file (read by :func:`interp.config.load_config`) names the model, the task, the metric and direction, the component types
 (sweeps, with optional layer/position/head/neuron subsets), the methods to compare, and the RelP
 and IG settings. Unknown keys and bad values are refused with the offending key named.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from interp.attribution.compare import METHODS, MethodOptions
-from interp.attribution.linear import SweepRequest
 from interp.attribution.relp import RelPRules
-from interp.patching.config import SweepConfig, TaskConfig, read_validated
+from interp.cells import SweepRequest
+from interp.config import ConfigError, ConfigModel, Dtype
+from interp.tasks.config import TaskConfig
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class RelPConfig(_Strict):
+class RelPConfig(ConfigModel):
     """RelP's rules (see :class:`interp.attribution.relp.RelPRules`)."""
 
     norm: bool = True
@@ -31,7 +27,7 @@ class RelPConfig(_Strict):
     attention: Literal["gradient", "cp", "attnlrp"] = "gradient"
 
 
-class IGConfig(_Strict):
+class IGConfig(ConfigModel):
     """Integrated gradients' settings (see :func:`interp.attribution.ig.integrated_gradients`)."""
 
     steps: int = Field(10, ge=1)
@@ -39,17 +35,17 @@ class IGConfig(_Strict):
     rule: Literal["midpoint", "left"] = "midpoint"
 
 
-class AttributionConfig(_Strict):
+class AttributionConfig(ConfigModel):
     """An attribution comparison run."""
 
     model: str = "smollm2-135m"
     device: str = "cpu"
-    dtype: Literal["float32", "float64", "bfloat16", "float16"] = "float32"
+    dtype: Dtype = "float32"
     task: TaskConfig = TaskConfig()
     metric: Literal["logit_diff", "logprob", "prob"] = "logit_diff"
     direction: Literal["denoising", "noising"] = "denoising"
     methods: list[str] = Field(default_factory=lambda: ["atp", "atp*", "relp", "ig"], min_length=1)
-    sweeps: list[SweepConfig] = Field(min_length=1)
+    sweeps: list[SweepRequest] = Field(min_length=1)
     top_k: int = Field(10, ge=1)
     relp: RelPConfig = RelPConfig()
     ig: IGConfig = IGConfig()
@@ -59,20 +55,17 @@ class AttributionConfig(_Strict):
     def _known_methods(cls, value: list[str]) -> list[str]:
         unknown = [m for m in value if m not in METHODS]
         if unknown:
-            raise ValueError(f"unknown methods {unknown}; choose from {list(METHODS)}")
+            raise ConfigError(f"unknown methods {unknown}; choose from {list(METHODS)}")
         return value
 
     @field_validator("sweeps")
     @classmethod
-    def _unique_sweeps(cls, value: list[SweepConfig]) -> list[SweepConfig]:
+    def _unique_sweeps(cls, value: list[SweepRequest]) -> list[SweepRequest]:
         names = [s.sweep for s in value]
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
-            raise ValueError(f"sweeps {repeated} appear more than once; merge their layers/positions")
+            raise ConfigError(f"sweeps {repeated} appear more than once; merge their layers/positions")
         return value
-
-    def requests(self) -> list[SweepRequest]:
-        return [SweepRequest(**s.model_dump()) for s in self.sweeps]
 
     def options(self) -> MethodOptions:
         return MethodOptions(
@@ -82,7 +75,3 @@ class AttributionConfig(_Strict):
             ig_rule=self.ig.rule,
         )
 
-
-def load_attribution_config(path: str | Path, overrides: dict[str, Any] | None = None) -> AttributionConfig:
-    """Read and validate a YAML/TOML attribution config, applying command-line overrides."""
-    return read_validated(path, AttributionConfig, overrides, what="attribution config")

@@ -34,6 +34,7 @@ from interp.attribution.linear import Clock, Sweeps, build_result, delta_times, 
 from interp.attribution.nodes import SweepSpec, grid
 from interp.attribution.result import AttributionResult
 from interp.attribution.runs import ForwardRun, forward
+from interp.errors import InvalidArgumentError
 from interp.tasks.direction import Direction, roles
 from interp.model import Model
 from interp.cells import Cell, selection_mask
@@ -47,12 +48,12 @@ Rule = Literal["midpoint", "left"]
 def step_points(steps: int, rule: Rule) -> list[float]:
     """The interpolation coefficients ``alpha_k`` of a Riemann rule."""
     if steps < 1:
-        raise ValueError(f"steps must be at least 1, got {steps}")
+        raise InvalidArgumentError(f"steps must be at least 1, got {steps}")
     if rule == "midpoint":
         return [(k + 0.5) / steps for k in range(steps)]
     if rule == "left":
         return [k / steps for k in range(steps)]
-    raise ValueError(f"unknown rule {rule!r}; choose 'midpoint' or 'left'")
+    raise InvalidArgumentError(f"unknown rule {rule!r}; choose 'midpoint' or 'left'")
 
 
 def covered_mask(model: Model, spec: SweepSpec, layer: int, shape: Sequence[int]) -> torch.Tensor:
@@ -112,7 +113,7 @@ def integrated_gradients(
         rule: ``"midpoint"`` or ``"left"`` Riemann points.
     """
     if path not in ("inputs", "activations"):
-        raise ValueError(f"unknown path {path!r}; choose 'inputs' or 'activations'")
+        raise InvalidArgumentError(f"unknown path {path!r}; choose 'inputs' or 'activations'")
     metric_name, metric_fn = resolve_metric(metric)
     specs = resolve_sweeps(model, task, sweeps)
     alphas = step_points(steps, rule)

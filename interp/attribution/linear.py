@@ -24,23 +24,13 @@ from jaxtyping import Float
 from interp.attribution.nodes import SweepSpec, cell_sums, grid, sweep_spec
 from interp.attribution.result import AttributionCost, AttributionResult
 from interp.attribution.runs import ForwardRun, forward
-from interp.tasks.direction import Direction, roles
-from interp.model import Model
-from interp.tasks.metrics import TaskMetric, resolve_metric
+from interp.cells import SweepRequest
+from interp.errors import InvalidArgumentError
 from interp.flops import forward_flops
+from interp.model import Model
 from interp.tasks.base import position_labels
-
-
-@dataclass(frozen=True)
-class SweepRequest:
-    """A named sweep with optional layer / position / head / neuron selections."""
-
-    sweep: str
-    layers: Sequence[int] | None = None
-    positions: Sequence[int] | None = None
-    heads: Sequence[int] | None = None
-    neurons: Sequence[int] | None = None
-
+from interp.tasks.direction import Direction, roles
+from interp.tasks.metrics import TaskMetric, resolve_metric
 
 Sweeps = str | SweepRequest | Sequence[str | SweepRequest]
 
@@ -53,7 +43,7 @@ def resolve_sweeps(model: Model, task: Any, sweeps: Sweeps) -> list[SweepSpec]:
     names = [r.sweep for r in requests]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        raise ValueError(f"sweeps {repeated} are requested more than once; merge their selections into one request")
+        raise InvalidArgumentError(f"sweeps {repeated} are requested more than once; merge their selections into one request")
     return [sweep_spec(model, task, r.sweep, r.layers, r.positions, r.heads, r.neurons) for r in requests]
 
 

@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from jaxtyping import Float
 
+from interp.errors import InvalidArgumentError
 from interp.model import Model
 from interp.cells import SWEEPS, sweep_groups
 from interp.sites import site_name
@@ -92,7 +93,7 @@ def cell_sums(spec: SweepSpec, entries: Float[torch.Tensor, "example ..."]) -> F
         return entries.sum(dim=-1).transpose(1, 2)
     if rest == ("neuron",):
         return entries.sum(dim=1)
-    raise ValueError(f"no cell geometry for sweep {spec.sweep!r} with axes {spec.axes}")
+    raise InvalidArgumentError(f"no cell geometry for sweep {spec.sweep!r} with axes {spec.axes}")
 
 
 def select(spec: SweepSpec, full: Float[torch.Tensor, "example ..."]) -> Float[torch.Tensor, "example ..."]:

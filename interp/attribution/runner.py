@@ -1,17 +1,30 @@
-"""Running an attribution config into the results store: load, build the task, compare, record."""
+"""Running an attribution config into the results store, one resumable stage at a time.
+
+The stages are each component type's exact sweep, then each method over every component type.
+After each stage the comparison so far is written into the run (:func:`save_comparison`), whose
+index is written last, so a run interrupted at any point continues from its last finished stage
+(see :mod:`interp.runs.lifecycle`) and ends with the same results as an uninterrupted one.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+import pandas as pd
 import torch
 
 from interp.attribution.compare import compare
-from interp.attribution.comparison import Comparison, record
+from interp.attribution.comparison import Comparison, load_comparison, save_comparison, summary
 from interp.attribution.config import AttributionConfig
+from interp.cells import SweepRequest
+from interp.config import DTYPES
 from interp.models import load_model
-from interp.patching.runner import DTYPES, build_task
-from interp.runs import Run, RunStore
+from interp.runs import Run, RunStore, lifecycle
+from interp.tasks.config import build_task
+
+KIND = "attribution"
+INDEX = "comparison"
 
 
 def stages(config: AttributionConfig) -> int:
@@ -19,16 +32,61 @@ def stages(config: AttributionConfig) -> int:
     return len(config.sweeps) + len(config.methods)
 
 
+def _joined(tables: list[pd.DataFrame]) -> pd.DataFrame:
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+
+
+def _ordered(table: pd.DataFrame, config: AttributionConfig) -> pd.DataFrame:
+    """Rows by component type, then method, in the config's order."""
+    components = {s.sweep: i for i, s in enumerate(config.sweeps)}
+    methods = {m: i for i, m in enumerate(config.methods)}
+    key = table["component"].map(components) * len(methods) + table["method"].map(methods)
+    return table.iloc[key.argsort(kind="stable")].reset_index(drop=True)
+
+
 def run_attribution(
-    config: AttributionConfig, store: RunStore, progress: Callable[[str], None] | None = None
+    config: AttributionConfig,
+    store: RunStore,
+    progress: Callable[[str], None] | None = None,
+    resume: str | None = None,
 ) -> tuple[Run, Comparison]:
-    """Execute ``config``: exact sweeps and every method, recorded as a run of kind ``"attribution"``."""
+    """Execute ``config``: exact sweeps and every method, recorded as a run of kind ``"attribution"``.
+
+    ``resume`` continues a run from its last finished stage; ``progress`` is called with each
+    stage's name as it finishes (or is found finished).
+    """
     torch.manual_seed(0)
     model = load_model(config.model, device=config.device, dtype=DTYPES[config.dtype])
     task = build_task(model, config.task)
-    comparison = compare(
-        model, task, config.requests(), config.methods, config.metric, config.direction, config.top_k,
-        config.options(), progress=progress,
-    )
-    run = record(comparison, store, config.model_dump(), task)
-    return run, comparison
+    report = progress or (lambda stage: None)
+    dataset = {"name": task.name, "examples": len(task)}
+    requests = list(config.sweeps)
+    with lifecycle(store, KIND, config.model_dump(), model={"name": model.name}, dataset=dataset, resume=resume) as run:
+        run.write_table("task", task.to_frame())
+        done = load_comparison(run) if INDEX in run.json_files() else None
+        exact = dict(done.exact) if done else {}
+        estimates = dict(done.estimates) if done else {}
+        tables = [done.table] if done and len(done.table) else []
+        meta = done.meta if done else {}
+
+        def stage(sweeps: list[SweepRequest], methods: list[str]) -> dict[str, Any]:
+            part = compare(model, task, sweeps, methods, config.metric, config.direction, config.top_k,
+                           config.options(), exact=exact)
+            exact.update(part.exact)
+            estimates.update(part.estimates)
+            tables.extend([part.table] if len(part.table) else [])
+            save_comparison(Comparison(exact, estimates, _joined(tables), part.meta), run)
+            return part.meta
+
+        for request in requests:
+            if request.sweep not in exact:
+                meta = stage([request], [])
+            report(f"exact {request.sweep}")
+        for method in config.methods:
+            if method not in estimates:
+                meta = stage(requests, [method])
+            report(method)
+        result = Comparison(exact, estimates, _ordered(_joined(tables), config), meta)
+        save_comparison(result, run)
+        run.finish(summary(result))
+    return run, result

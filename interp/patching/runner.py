@@ -17,28 +17,18 @@ from typing import Any
 import torch
 
 from interp.cells import sweep_groups
+from interp.config import DTYPES
 from interp.model import Model
 from interp.models import load_model
-from interp.patching.config import ConfigError, PatchConfig, TaskConfig
+from interp.patching.config import PatchConfig
 from interp.patching.persist import save_result
 from interp.patching.result import Cost, PatchingResult
 from interp.patching.sweep import make_engine
-from interp.runs import FINISHED, Run, RunStore
+from interp.runs import Run, RunStore, lifecycle
 from interp.tasks.base import position_labels
+from interp.tasks.config import build_task
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
 COST_FIELDS = [f.name for f in fields(Cost)]
-
-
-def build_task(model: Model, config: TaskConfig) -> Any:
-    """The :class:`interp.tasks.PatchingTask` a config describes."""
-    from interp.tasks import ioi_task, pairs_from_jsonl
-
-    if config.kind == "jsonl":
-        if config.path is None:
-            raise ConfigError("task.kind is 'jsonl' but task.path is not set")
-        return pairs_from_jsonl(model, config.path)
-    return ioi_task(model, n=config.n, seed=config.seed, corruption=config.corruption, order=config.order)
 
 
 def sweep_name(index: int, config: PatchConfig) -> str:
@@ -49,35 +39,21 @@ def total_cells(model: Model, task: Any, config: PatchConfig) -> int:
     return sum(len(sweep_groups(model, task, **s.model_dump())[0]) for s in config.sweeps)
 
 
-def open_run(store: RunStore, config: PatchConfig, model: Model, task: Any, resume: bool) -> Run:
-    """The newest unfinished run of this exact config when resuming, else a new run."""
-    config_dict = config.model_dump()
-    if resume:
-        for info in store.list(kind="patching"):
-            if info.status != FINISHED and store.get(info.id).config == config_dict:
-                return store.resume(info.id, config_dict)
-    run = store.create(
-        kind="patching",
-        config=config_dict,
-        model={"name": model.name, "family": model.arch.family, "n_layers": model.dims.n_layers},
-        dataset={"name": getattr(task, "name", config.task.kind), "examples": len(task), **config.task.model_dump()},
-    )
-    run.write_table("task", task.to_frame())
-    return run
-
-
 def run_config(
-    config: PatchConfig, store: RunStore, resume: bool = False, progress: Callable[[int, int], None] | None = None
+    config: PatchConfig, store: RunStore, resume: str | None = None, progress: Callable[[int, int], None] | None = None
 ) -> Run:
     """Execute every sweep of ``config`` into a run of ``store``; returns the finished run.
 
+    ``resume`` continues a run from its last finished shard (see :mod:`interp.runs.lifecycle`).
     ``progress(done_cells, total_cells)`` is called as cells finish.
     """
     torch.manual_seed(0)
     model = load_model(config.model, device=config.device, dtype=DTYPES[config.dtype])
     task = build_task(model, config.task)
-    run = open_run(store, config, model, task, resume)
-    try:
+    identity = {"name": model.name, "family": model.arch.family, "n_layers": model.dims.n_layers}
+    dataset = {"name": getattr(task, "name", config.task.kind), "examples": len(task), **config.task.model_dump()}
+    with lifecycle(store, "patching", config.model_dump(), model=identity, dataset=dataset, resume=resume) as run:
+        run.write_table("task", task.to_frame())
         total = total_cells(model, task, config)
         done = 0
         summary: dict[str, Any] = {}
@@ -106,10 +82,6 @@ def run_config(
             save_result(run, name, result)
             summary[name] = summarise(result)
         run.finish(summary)
-    except BaseException as error:
-        if not isinstance(error, KeyboardInterrupt):
-            run.fail(f"{type(error).__name__}: {error}")
-        raise
     return run
 
 

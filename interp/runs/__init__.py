@@ -16,8 +16,9 @@ Three promises hold whatever happens to the writing process:
 - nothing is ever unpickled: JSON, Parquet and safetensors only (:mod:`interp.runs.formats`).
 
 Modules: :mod:`~interp.runs.store` (find, create, list, resume, delete runs),
-:mod:`~interp.runs.run` (one run's files), :mod:`~interp.runs.manifest`, :mod:`~interp.runs.shards`,
-:mod:`~interp.runs.formats`, :mod:`~interp.runs.atomic`, :mod:`~interp.runs.names`,
+:mod:`~interp.runs.run` (one run's files), :mod:`~interp.runs.lifecycle` (open or resume a run
+and record how it ended; every command that writes a run goes through it),
+:mod:`~interp.runs.manifest`, :mod:`~interp.runs.shards`, :mod:`~interp.runs.formats`, :mod:`~interp.runs.atomic`, :mod:`~interp.runs.names`,
 :mod:`~interp.runs.jsonvalues`, :mod:`~interp.runs.errors`.
 """
 
@@ -31,6 +32,7 @@ from interp.runs.errors import (
     RunNotFoundError,
 )
 from interp.runs.manifest import CORRUPT, FAILED, FINISHED, RUNNING
+from interp.runs.lifecycle import LATEST, lifecycle, open_run
 from interp.runs.run import Run
 from interp.runs.store import RunInfo, RunStore, default_runs_root
 
@@ -38,6 +40,7 @@ __all__ = [
     "CORRUPT",
     "FAILED",
     "FINISHED",
+    "LATEST",
     "RUNNING",
     "ArtifactNotFoundError",
     "ConfigMismatchError",
@@ -50,4 +53,6 @@ __all__ = [
     "RunNotFoundError",
     "RunStore",
     "default_runs_root",
+    "lifecycle",
+    "open_run",
 ]

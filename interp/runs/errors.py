@@ -31,7 +31,8 @@ class ConfigMismatchError(InterpError, ValueError):
 
 
 class InvalidNameError(InterpError, ValueError):
-    """A run id, kind, table, tensor, JSON or shard-group name that is not a simple identifier."""
+    """A run id, kind, table, tensor, JSON or shard-group name that is not a simple identifier, or a shard
+    index that is not a non-negative int."""
 
 
 class NotSerializableError(InterpError, TypeError):
@@ -41,3 +42,7 @@ class NotSerializableError(InterpError, TypeError):
 
 class ArtifactNotFoundError(InterpError, FileNotFoundError):
     """A table, tensor file, JSON file or shard that the run does not have; names the ones it has."""
+
+
+class ManifestFieldError(InterpError, ValueError):
+    """A manifest update that would change a field fixed at creation (``id``, ``format``) or set an unknown status."""

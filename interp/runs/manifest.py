@@ -14,7 +14,8 @@
 ``created``     when the run was created, ISO-8601 UTC
 ``finished``    when it ended (finished or failed), ISO-8601 UTC, or null while running
 ``summary``     headline numbers for listings (a JSON object)
-``error``       why it failed, or null
+``error``       why it failed (``"Type: message"``, e.g. ``"KeyboardInterrupt"``), or null
+``traceback``   the failure's traceback, or null (absent until a run first fails or finishes)
 ==============  ==============================================================================
 
 A manifest is rewritten whole and atomically on every change (see :mod:`interp.runs.atomic`), so a

@@ -34,13 +34,19 @@ import pandas as pd
 import torch
 
 from interp.runs import formats, shards
-from interp.runs.errors import ArtifactNotFoundError, InvalidNameError
+from interp.runs.errors import ArtifactNotFoundError, InvalidNameError, ManifestFieldError
 from interp.runs.jsonvalues import normalise
 from interp.runs.manifest import FAILED, FINISHED, RUNNING, STATUSES, now_iso, read_manifest, write_manifest
 from interp.runs.names import RESERVED_JSON_NAMES, check_name
 
 # Fields that identify a run or its layout; update_manifest refuses to change them.
 FROZEN_FIELDS = frozenset({"id", "format"})
+
+
+def failure_reason(error: BaseException) -> str:
+    """``"Type: message"``, or just ``"Type"`` for an exception without a message (``KeyboardInterrupt``)."""
+    message = str(error)
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
 
 
 class Run:
@@ -85,9 +91,9 @@ class Run:
         """
         frozen = sorted(FROZEN_FIELDS & fields.keys())
         if frozen:
-            raise ValueError(f"manifest field(s) {frozen} cannot be changed")
+            raise ManifestFieldError(f"manifest field(s) {frozen} cannot be changed; they are fixed when the run is created")
         if "status" in fields and fields["status"] not in STATUSES:
-            raise ValueError(f"status must be one of {list(STATUSES)}, got {fields['status']!r}")
+            raise ManifestFieldError(f"status must be one of {list(STATUSES)}, got {fields['status']!r}")
         updates = {key: normalise(value, f"manifest[{key!r}]") for key, value in fields.items()}
         manifest = self.manifest
         manifest.update(updates)
@@ -96,13 +102,16 @@ class Run:
     def finish(self, summary: dict[str, Any] | None = None) -> None:
         """Mark the run finished now; ``summary`` entries are merged into the manifest's summary."""
         merged = {**self.manifest.get("summary", {}), **(summary or {})}
-        self.update_manifest(status=FINISHED, finished=now_iso(), summary=merged, error=None)
+        self.update_manifest(status=FINISHED, finished=now_iso(), summary=merged, error=None, traceback=None)
 
     def fail(self, error: str | BaseException) -> None:
-        """Mark the run failed now, recording ``error`` (an exception is recorded with its traceback)."""
+        """Mark the run failed now with ``error`` as the reason; an exception is recorded as
+        ``"Type: message"`` (just ``"Type"`` when it has no message) with its traceback in ``traceback``."""
         if isinstance(error, BaseException):
-            error = "".join(traceback.format_exception(type(error), error, error.__traceback__)).rstrip()
-        self.update_manifest(status=FAILED, finished=now_iso(), error=str(error))
+            trace = "".join(traceback.format_exception(type(error), error, error.__traceback__)).rstrip()
+            self.update_manifest(status=FAILED, finished=now_iso(), error=failure_reason(error), traceback=trace)
+        else:
+            self.update_manifest(status=FAILED, finished=now_iso(), error=error, traceback=None)
 
     def __enter__(self) -> Run:
         return self

@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 
 from interp.runs.atomic import fsync_directory
-from interp.runs.errors import ArtifactNotFoundError
+from interp.runs.errors import ArtifactNotFoundError, InvalidNameError
 from interp.runs.formats import (
     TABLE_SUFFIX,
     TENSORS_SUFFIX,
@@ -48,9 +48,9 @@ _DONE_RE = re.compile(r"^(\d+)\.done$")
 
 
 def check_index(index: int) -> int:
-    """Return ``index`` if it is a non-negative int, else raise ``ValueError``."""
+    """Return ``index`` if it is a non-negative int, else raise :class:`InvalidNameError`."""
     if isinstance(index, bool) or not isinstance(index, int) or index < 0:
-        raise ValueError(f"shard index must be a non-negative int, got {index!r}")
+        raise InvalidNameError(f"shard index must be a non-negative int, got {index!r}")
     return index
 
 

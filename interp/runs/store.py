@@ -242,7 +242,7 @@ class RunStore:
             )
         remove_temporaries(run.path)
         run.update_manifest(
-            status=RUNNING, finished=None, error=None, resumed=[*manifest.get("resumed", []), now_iso()]
+            status=RUNNING, finished=None, error=None, traceback=None, resumed=[*manifest.get("resumed", []), now_iso()]
         )
         return run
 

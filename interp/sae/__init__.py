@@ -31,7 +31,7 @@ from interp.sae.activations import (
     TopAFAConfig,
     TopKConfig,
 )
-from interp.sae.config import ConfigError, TrainConfig, load_config, validate_config
+from interp.sae.config import TrainConfig
 from interp.sae.features import FeatureStats, feature_stats
 from interp.sae.io import SAEFormatError, export_sparsify, load, save_sae
 from interp.sae.metrics import SAEMetrics, evaluate, reconstruction_metrics
@@ -46,7 +46,6 @@ __all__ = [
     "SAE",
     "ActivationStore",
     "BatchTopKConfig",
-    "ConfigError",
     "DemoSource",
     "FeatureStats",
     "GSAEConfig",
@@ -70,11 +69,9 @@ __all__ = [
     "export_sparsify",
     "feature_stats",
     "load",
-    "load_config",
     "load_tokens",
     "reconstruction_metrics",
     "save_sae",
     "splice",
     "train",
-    "validate_config",
 ]

@@ -1,6 +1,6 @@
 """``interp sae ...``: the SAE sub-commands (a Typer app the main CLI mounts).
 
-* ``interp sae train CONFIG [--resume RUN_ID] [--runs-root DIR]`` trains the SAEs a YAML or TOML
+* ``interp sae train CONFIG [--set KEY=VALUE] [--resume RUN] [--runs DIR]`` trains the SAEs a YAML or TOML
   config describes (:mod:`interp.sae.config`), writing a run of kind ``sae``;
 * ``interp sae check CONFIG`` validates a config without running anything;
 * ``interp sae info PATH`` prints an SAE directory's config (ours, SAELens's or sparsify's).
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 
+from interp.cli_options import ResumeOption, RunsOption, SetOption, fail, overrides
 from interp.errors import InterpError
 
 app = typer.Typer(help="Sparse autoencoders: train, check configs, inspect saved SAEs.", no_args_is_help=True, add_completion=False)
@@ -20,21 +21,23 @@ app = typer.Typer(help="Sparse autoencoders: train, check configs, inspect saved
 @app.command()
 def train(
     config: Path = typer.Argument(..., help="YAML or TOML training config, e.g. data/sae_topk.yaml"),
-    resume: str = typer.Option(None, help="id of an interrupted run to continue (same config)"),
-    runs_root: Path = typer.Option(None, help="results store root (default $INTERP_RUNS_DIR or ./data/runs)"),
+    resume: ResumeOption = None,
+    set_: SetOption = None,
+    runs: RunsOption = None,
     progress: bool = typer.Option(True, help="show the progress bar"),
     stop_after: int = typer.Option(None, help="stop after this many steps, resumable later with --resume"),
 ) -> None:
     """Train the SAEs described by CONFIG and store them, their metrics and feature statistics in a run."""
-    from interp.sae.config import load_config
+    from interp.config import load_config
+    from interp.runs import RunStore
+    from interp.sae.config import TrainConfig
     from interp.sae.pipeline import train as run_training
 
     try:
-        parsed = load_config(config)
-        run = run_training(parsed, runs_root=runs_root, resume=resume, progress=progress, stop_after=stop_after, log=typer.echo)
+        parsed = load_config(config, TrainConfig, overrides(set_))
+        run = run_training(parsed, RunStore(runs), resume=resume, progress=progress, stop_after=stop_after, log=typer.echo)
     except InterpError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(code=2) from None
+        fail(error)
     manifest = run.manifest
     typer.echo(f"run {run.id} ({manifest['status']}) at {run.path}")
     for name, numbers in (manifest.get("summary") or {}).items():
@@ -44,16 +47,18 @@ def train(
 
 
 @app.command()
-def check(config: Path = typer.Argument(..., help="YAML or TOML training config")) -> None:
+def check(
+    config: Path = typer.Argument(..., help="YAML or TOML training config"), set_: SetOption = None
+) -> None:
     """Validate CONFIG and print the resolved settings (steps, learning rates)."""
-    from interp.sae.config import load_config
+    from interp.config import load_config
+    from interp.sae.config import TrainConfig
     from interp.sae.trainer import learning_rate
 
     try:
-        parsed = load_config(config)
+        parsed = load_config(config, TrainConfig, overrides(set_))
     except InterpError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(code=2) from None
+        fail(error)
     typer.echo(f"{config}: valid; {parsed.total_steps} steps of {parsed.store.batch_size} tokens")
     for spec in parsed.saes:
         peak = learning_rate(parsed.optim.model_copy(update={"warmup_steps": 0, "decay_steps": 0}), spec.d_sae, 0, 1)
@@ -68,7 +73,6 @@ def info(path: Path = typer.Argument(..., help="an SAE directory (ours, SAELens'
     try:
         sae = load(path)
     except (InterpError, OSError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(code=2) from None
+        fail(error)
     typer.echo(repr(sae))
     typer.echo(sae.config.model_dump_json(indent=2))

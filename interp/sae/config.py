@@ -10,9 +10,9 @@
     saes:
       - {name: topk, site: blocks.15.hook_resid_post, d_sae: 4096, activation: {kind: topk, k: 32}}
 
-Every section forbids unknown keys, so a typo is an error, not a silently ignored setting;
-:func:`load_config` reports each problem with its path (``saes.0.activation.k: Input should be
-greater than 0 (got -3)``, ``store.bach_size: unknown key``). Several ``saes`` train in one pass
+Every section is a :class:`interp.config.ConfigModel`, read by :func:`interp.config.load_config`,
+so a typo is an error that names its path (``saes.0.activation.topk.k: Input should be greater
+than 0 (got -3)``, ``store.bach_size: unknown key; did you mean 'batch_size'?``). Several ``saes`` train in one pass
 over the data (:mod:`interp.sae.trainer`). ``data/sae_topk.yaml`` and ``data/sae_topafa.yaml`` are
 worked examples.
 """
@@ -20,33 +20,16 @@ worked examples.
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from interp.errors import InterpError
+from interp.config import ConfigError, ConfigModel
 from interp.sae.activations import ActivationConfig
 from interp.sae.tokens import DemoSource, TokenSource
 from interp.sae.trainer import OptimConfig
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # Python 3.10: the same parser, published as tomli
-    import tomli as tomllib
-
-
-class ConfigError(InterpError, ValueError):
-    """A config file that does not parse or validate; the message lists every problem with its key path."""
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class DataConfig(_Section):
+class DataConfig(ConfigModel):
     """Where tokens come from and which positions train the SAEs."""
 
     source: TokenSource = Field(default_factory=DemoSource)
@@ -59,7 +42,7 @@ class DataConfig(_Section):
     skip_first_positions: int = Field(2, ge=0, description="positions at the start of each row never used (attention sinks)")
 
 
-class StoreConfig(_Section):
+class StoreConfig(ConfigModel):
     """How activations are produced, shuffled and cached."""
 
     batch_size: int = Field(4096, gt=0, description="tokens per training step")
@@ -70,7 +53,7 @@ class StoreConfig(_Section):
     cache_dtype: Literal["float16", "float32"] = "float16"
 
 
-class SAESpec(_Section):
+class SAESpec(ConfigModel):
     """One SAE to train."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")
@@ -81,7 +64,7 @@ class SAESpec(_Section):
     seed: int = 0
 
 
-class FeaturesConfig(_Section):
+class FeaturesConfig(ConfigModel):
     """Feature statistics computed on the held-out rows after training."""
 
     enabled: bool = True
@@ -90,7 +73,7 @@ class FeaturesConfig(_Section):
     n_logits: int = Field(10, gt=0)
 
 
-class TrainConfig(_Section):
+class TrainConfig(ConfigModel):
     """A whole SAE training job."""
 
     model: str = "smollm2-135m"
@@ -111,13 +94,13 @@ class TrainConfig(_Section):
         names = [s.name for s in saes]
         duplicated = sorted({n for n in names if names.count(n) > 1})
         if duplicated:
-            raise ValueError(f"SAE names must be unique; repeated: {duplicated}")
+            raise ConfigError(f"SAE names must be unique; repeated: {duplicated}")
         return saes
 
     @model_validator(mode="after")
     def _enough_tokens(self) -> TrainConfig:
         if self.training_tokens < self.store.batch_size:
-            raise ValueError(f"training_tokens ({self.training_tokens}) is less than one batch ({self.store.batch_size})")
+            raise ConfigError(f"training_tokens ({self.training_tokens}) is less than one batch ({self.store.batch_size})")
         return self
 
     @property
@@ -128,40 +111,3 @@ class TrainConfig(_Section):
         """The config as plain JSON values (what the run's manifest stores and resume compares)."""
         return json.loads(self.model_dump_json())
 
-
-def _describe(error: dict[str, Any]) -> str:
-    path = ".".join(str(part) for part in error["loc"]) or "(top level)"
-    if error["type"] == "extra_forbidden":
-        return f"{path}: unknown key"
-    value = error.get("input")
-    shown = "" if error["type"] == "missing" or isinstance(value, dict) else f" (got {value!r})"
-    return f"{path}: {error['msg']}{shown}"
-
-
-def validate_config(raw: dict[str, Any], origin: str = "config") -> TrainConfig:
-    """Validate a config dictionary, raising :class:`ConfigError` that names every bad key or value."""
-    try:
-        return TrainConfig.model_validate(raw)
-    except ValidationError as error:
-        lines = "\n".join(f"  {_describe(e)}" for e in error.errors())
-        raise ConfigError(f"{origin} is not a valid SAE training config:\n{lines}") from None
-
-
-def load_config(path: str | Path) -> TrainConfig:
-    """Read and validate a YAML (``.yaml``/``.yml``) or TOML (``.toml``) training config."""
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"config file {file} does not exist")
-    text = file.read_text(encoding="utf-8")
-    try:
-        if file.suffix == ".toml":
-            raw = tomllib.loads(text)
-        elif file.suffix in (".yaml", ".yml"):
-            raw = yaml.safe_load(text)
-        else:
-            raise ConfigError(f"{file}: use a .yaml, .yml or .toml file")
-    except (yaml.YAMLError, tomllib.TOMLDecodeError) as error:
-        raise ConfigError(f"{file} does not parse: {error}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{file} must hold a mapping of settings at the top level")
-    return validate_config(raw, str(file))

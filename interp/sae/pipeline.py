@@ -6,8 +6,9 @@ The steps, each in its own module:
    ``data.eval_rows`` rows;
 2. build the activation store over the training rows, filling or reusing the disk cache
    (:mod:`interp.sae.store`);
-3. create a run of kind ``"sae"`` in the results store (or reopen one to resume: the config must be
-   identical, and training continues from the run's last checkpoint, bit for bit);
+3. create a run of kind ``"sae"`` in the results store, or continue one (``resume``, see
+   :mod:`interp.runs.lifecycle`: the config must be identical, and training continues from the
+   run's last checkpoint, bit for bit);
 4. train every SAE in one pass (:mod:`interp.sae.trainer`) with a progress bar showing each SAE's
    L0 and FVU, checkpointing into the run every ``checkpoint_every`` steps;
 5. on the held-out rows: metrics (:mod:`interp.sae.metrics`) and feature statistics
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pandas as pd
 import torch
@@ -34,7 +34,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from interp.models import load_model
-from interp.runs import Run, RunStore
+from interp.runs import Run, RunStore, lifecycle
 from interp.sae.config import TrainConfig
 from interp.sae.features import feature_stats, save_features
 from interp.sae.io import save_sae
@@ -127,17 +127,9 @@ class _ProgressView:
         self.progress.update(self.task, completed=step, stats=text, rate=f"{rate:,.0f} tok/s")
 
 
-def open_run(config: TrainConfig, runs_root: str | Path | None, resume: str | None, model_name: str) -> Run:
-    """A new run for ``config``, or the run ``resume`` reopened (its config must match)."""
-    store = RunStore(runs_root)
-    if resume is not None:
-        return store.resume(resume, config.to_json())
-    return store.create(RUN_KIND, config.to_json(), model=model_name, dataset=config.data.source.model_dump())
-
-
 def train(
     config: TrainConfig,
-    runs_root: str | Path | None = None,
+    runs: RunStore,
     resume: str | None = None,
     progress: bool = True,
     stop_after: int | None = None,
@@ -145,7 +137,8 @@ def train(
 ) -> Run:
     """Train the config's SAEs and return the run (see the module docstring).
 
-    ``resume`` continues an interrupted run by id. ``stop_after`` ends training after that many steps
+    ``resume`` continues a run from its last checkpoint (an id, or ``"latest"``: see
+    :mod:`interp.runs.lifecycle`). ``stop_after`` ends training after that many steps
     as an interruption would (checkpoint written, run left ``running``), to be resumed later.
     """
     device = _device(config.device)
@@ -180,8 +173,8 @@ def train(
         cache_dtype=config.store.cache_dtype,
         progress=cache_progress,
     )
-    run = open_run(config, runs_root, resume, model.name)
-    try:
+    dataset = config.data.source.model_dump()
+    with lifecycle(runs, RUN_KIND, config.to_json(), model=model.name, dataset=dataset, resume=resume) as run:
         saes = build_saes(config, model, store)
         trainer = SAETrainer(saes, config.optim, config.total_steps, device)
         previous_log = None
@@ -211,9 +204,6 @@ def train(
         summary["train_seconds"] = seconds
         summary["train_tokens_per_second"] = (trainer.step_index - first_step) * config.store.batch_size / max(seconds, 1e-9)
         run.finish(summary=summary)
-    except BaseException as error:
-        run.fail(error)
-        raise
     return run
 
 

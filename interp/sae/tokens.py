@@ -36,8 +36,9 @@ from typing import Annotated, Literal
 import numpy as np
 import torch
 from jaxtyping import Bool, Int
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from interp.config import ConfigModel
 from interp.errors import InterpError
 
 CORPUS_DIR = Path(__file__).parent / "corpus"
@@ -49,17 +50,13 @@ class TokenSourceError(InterpError, ValueError):
     """A token source that cannot be read or packed."""
 
 
-class _Source(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class DemoSource(_Source):
+class DemoSource(ConfigModel):
     """The corpus shipped with the package."""
 
     kind: Literal["demo"] = "demo"
 
 
-class TextSource(_Source):
+class TextSource(ConfigModel):
     """Plain text files; documents inside a file are separated by ``separator``."""
 
     kind: Literal["text"] = "text"
@@ -67,7 +64,7 @@ class TextSource(_Source):
     separator: str = DOCUMENT_SEPARATOR
 
 
-class JsonlSource(_Source):
+class JsonlSource(ConfigModel):
     """JSON Lines files: one document per line, its text under ``field``."""
 
     kind: Literal["jsonl"] = "jsonl"
@@ -75,7 +72,7 @@ class JsonlSource(_Source):
     field: str = "text"
 
 
-class TokenFileSource(_Source):
+class TokenFileSource(ConfigModel):
     """Token ids already on disk: ``.npy`` (1-D stream or 2-D rows) or raw binary of ``dtype``."""
 
     kind: Literal["tokens"] = "tokens"

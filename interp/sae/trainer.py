@@ -32,9 +32,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import Tensor
 
+from interp.config import ConfigModel
+from interp.errors import InvalidArgumentError, UnknownSiteError
 from interp.sae.sae import SAE
 from interp.sae.losses import sae_loss
 from interp.sae.store import ActivationBatch
@@ -42,10 +44,8 @@ from interp.sae.store import ActivationBatch
 WIDTH_REFERENCE = 2**14
 
 
-class OptimConfig(BaseModel):
+class OptimConfig(ConfigModel):
     """Optimiser and recipe settings shared by the SAEs of one training run."""
-
-    model_config = ConfigDict(extra="forbid")
 
     base_lr: float = Field(2e-4, gt=0, description="lr at d_sae = 2^14; scaled by 1/sqrt(d_sae / 2^14)")
     lr: float | None = Field(None, gt=0, description="a fixed lr instead of the width-scaled one")
@@ -129,7 +129,7 @@ class SAETrainer:
             sae = slot.sae
             site = sae.site
             if site not in batch.acts:
-                raise KeyError(f"SAE {slot.name!r} reads {site!r}, which the batch does not hold ({list(batch.acts)})")
+                raise UnknownSiteError(f"SAE {slot.name!r} reads {site!r}, which the batch does not hold ({list(batch.acts)})")
             x = batch.acts[site].to(self.device, non_blocking=True)
             grad = batch.grads[site].to(self.device) if batch.grads is not None else None
             if self.step_index == 0:
@@ -177,7 +177,7 @@ class SAETrainer:
             if self.step_index >= self.total_steps:
                 break
             if batch.index != self.step_index:
-                raise ValueError(f"batch {batch.index} arrived at step {self.step_index}; start the stream at the step")
+                raise InvalidArgumentError(f"batch {batch.index} arrived at step {self.step_index}; start the stream at the step")
             stats = self.step(batch)
             if on_step is not None:
                 on_step(self.step_index, stats)

@@ -9,6 +9,7 @@ each example, and any corruption applied as interventions; the patching engine r
 """
 
 from interp.tasks.base import PatchingTask, TaskError, position_labels
+from interp.tasks.config import TaskConfig, build_task
 from interp.tasks.direction import DIRECTIONS, Direction, check_direction, roles, run_spec
 from interp.tasks.ioi import IOIVocabulary, embedding_std, ioi_task, ioi_vocabulary
 from interp.tasks.metrics import (
@@ -29,9 +30,11 @@ __all__ = [
     "METRICS",
     "NormalisationError",
     "PatchingTask",
+    "TaskConfig",
     "TaskError",
     "TaskMetric",
     "UnknownMetricError",
+    "build_task",
     "check_direction",
     "embedding_std",
     "get_metric",

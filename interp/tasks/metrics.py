@@ -28,7 +28,7 @@ from collections.abc import Callable
 import torch
 from jaxtyping import Float
 
-from interp.errors import InterpError
+from interp.errors import InterpError, InvalidArgumentError
 from interp.tasks.base import PatchingTask
 
 TaskMetric = Callable[[Float[torch.Tensor, "example vocab"], PatchingTask], Float[torch.Tensor, " example"]]
@@ -51,7 +51,7 @@ def _upcast(logits: torch.Tensor) -> torch.Tensor:
 
 def _ids(ids: torch.Tensor, logits: torch.Tensor, task: PatchingTask) -> torch.Tensor:
     if logits.ndim != 2 or logits.shape[0] != len(task):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"a metric takes final-position logits of shape (example={len(task)}, vocab), got {tuple(logits.shape)}"
         )
     return ids.to(logits.device).unsqueeze(-1)
@@ -116,7 +116,7 @@ def normalise(
     if not per_example:
         clean, corrupt = clean.mean(), corrupt.mean()
     elif values.ndim == 0 or values.shape[0] != clean.shape[0]:
-        raise ValueError(
+        raise NormalisationError(
             f"per-example normalisation needs values with a leading example axis of {clean.shape[0]}, "
             f"got shape {tuple(values.shape)}"
         )

@@ -42,7 +42,7 @@ class PairRecord(BaseModel):
     @classmethod
     def _not_empty(cls, value: str) -> str:
         if not value.strip():
-            raise ValueError("must be a non-empty string")
+            raise TaskError("must be a non-empty string")
         return value
 
 

@@ -18,6 +18,7 @@ import torch
 from scipy import stats
 
 from interp.attribution import Comparison
+from interp.errors import GridMismatchError
 from interp.patching import PatchingResult
 
 
@@ -40,7 +41,7 @@ def scatter(exact: PatchingResult, estimates: Sequence[PatchingResult], title: s
     for estimate in estimates:
         guess = _mean_effects(estimate)
         if guess.shape != truth.shape:
-            raise ValueError(f"estimate grid {estimate.grid_shape} does not match the exact grid {exact.grid_shape}")
+            raise GridMismatchError(f"estimate grid {estimate.grid_shape} does not match the exact grid {exact.grid_shape}")
         defined = guess.std() > 0 and truth.std() > 0
         r = float(stats.pearsonr(guess.tolist(), truth.tolist()).statistic) if defined else float("nan")
         method = getattr(estimate, "method", "estimate")

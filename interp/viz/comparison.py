@@ -12,6 +12,7 @@ from collections.abc import Mapping
 
 import plotly.graph_objects as go
 
+from interp.errors import GridMismatchError, InvalidArgumentError
 from interp.patching.result import PatchingResult
 from interp.viz.patching import _axis_labels, _select
 
@@ -39,11 +40,11 @@ def difference(
     """Heatmap of ``second - first`` mean values per cell (both results must share their grid)."""
     problem = same_grid(first, second)
     if problem is not None:
-        raise ValueError(f"cannot take the difference: {problem}")
+        raise GridMismatchError(f"cannot take the difference: {problem}")
     a, remaining = _select(first, first.mean(normalized), fixed or {})
     b, _ = _select(second, second.mean(normalized), fixed or {})
     if len(remaining) != 2:
-        raise ValueError(f"a heatmap needs two free axes; fix all but two of {list(first.axes)}")
+        raise InvalidArgumentError(f"a heatmap needs two free axes; fix all but two of {list(first.axes)}")
     y_axis, x_axis = remaining
     delta = b - a
     limit = float(delta.abs().max()) or 1.0

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import plotly.graph_objects as go
 
+from interp.errors import InvalidArgumentError
 from interp.lens import PromptInspection
 
 
@@ -79,10 +80,10 @@ def lens_heatmap(inspection: PromptInspection, last_positions: int | None = None
 def attention_heatmap(inspection: PromptInspection, layer: int, head: int) -> go.Figure:
     """Query x key attention probabilities of one head, token-labelled."""
     if layer not in inspection.patterns:
-        raise ValueError(f"layer {layer} was not captured; captured layers: {sorted(inspection.patterns)}")
+        raise InvalidArgumentError(f"layer {layer} was not captured; captured layers: {sorted(inspection.patterns)}")
     pattern = inspection.patterns[layer]
     if not 0 <= head < pattern.shape[0]:
-        raise ValueError(f"head {head} is out of range: layer {layer} has heads 0..{pattern.shape[0] - 1}")
+        raise InvalidArgumentError(f"head {head} is out of range: layer {layer} has heads 0..{pattern.shape[0] - 1}")
     labels = _position_labels(inspection.tokens)
     figure = go.Figure(
         go.Heatmap(

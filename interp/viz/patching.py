@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
+from interp.errors import InvalidArgumentError
 from interp.patching.result import PatchingResult
 
 
@@ -31,7 +32,7 @@ def _select(result: PatchingResult, data: torch.Tensor, fixed: Mapping[str, int]
     for axis in result.axes:
         if axis in fixed:
             if fixed[axis] not in result.coords[axis]:
-                raise ValueError(f"{axis}={fixed[axis]} is not in the result's {axis} values {result.coords[axis]}")
+                raise InvalidArgumentError(f"{axis}={fixed[axis]} is not in the result's {axis} values {result.coords[axis]}")
             index.append(result.coords[axis].index(fixed[axis]))
         else:
             index.append(slice(None))
@@ -56,7 +57,7 @@ def heatmap(
     mean, remaining = _select(result, result.mean(normalized), fixed or {})
     sem, _ = _select(result, result.sem(normalized), fixed or {})
     if len(remaining) != 2:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"a heatmap needs two free axes; the result has {list(result.axes)}: fix the others, e.g. "
             f"fixed={{'{remaining[-1]}': {result.coords[remaining[-1]][0]}}}"
         )
@@ -121,7 +122,7 @@ def example_drilldown(result: PatchingResult, cell: Mapping[str, int], normalize
     data = result.normalized() if normalized else result.values
     per_example, remaining = _select(result, data.movedim(0, -1), cell)
     if remaining:
-        raise ValueError(f"give a coordinate for every axis {list(result.axes)}; missing {remaining}")
+        raise InvalidArgumentError(f"give a coordinate for every axis {list(result.axes)}; missing {remaining}")
     examples = list(range(per_example.shape[-1]))
     figure = go.Figure(go.Bar(x=examples, y=per_example.tolist(), name="patched"))
     if normalized:

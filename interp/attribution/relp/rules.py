@@ -38,6 +38,7 @@ import torch
 
 from interp.arch import Norm
 from interp.attribution.attention import ATTENTION_RULES, AttentionRule
+from interp.errors import InvalidArgumentError
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ class RelPRules:
 
     def __post_init__(self) -> None:
         if self.attention not in ATTENTION_RULES:
-            raise ValueError(f"unknown attention rule {self.attention!r}; choose one of {list(ATTENTION_RULES)}")
+            raise InvalidArgumentError(f"unknown attention rule {self.attention!r}; choose one of {list(ATTENTION_RULES)}")
 
     @classmethod
     def none(cls) -> RelPRules:

@@ -1,0 +1,55 @@
+"""Command-line options shared by every command that has them, each defined once.
+
+* ``--runs DIR``: the runs store (default ``$INTERP_RUNS_DIR``, else ``data/runs``; see
+  :func:`interp.runs.default_runs_root`) for ``patch``, ``attribute``, ``sae train``, ``runs`` and
+  ``app``;
+* ``--resume RUN``: continue run ``RUN`` (an id, or ``latest``) from its last finished shard, with
+  the meaning :mod:`interp.runs.lifecycle` gives it;
+* ``--set KEY=VALUE`` (repeatable): override a config setting by its dotted path
+  (:func:`interp.config.load_config`);
+* ``--device`` and ``--dtype``: shorthands for ``--set device=...`` and ``--set dtype=...``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+
+from interp.config import parse_overrides
+
+RunsOption = Annotated[
+    Path | None,
+    typer.Option("--runs", metavar="DIR", help="runs store directory (default: $INTERP_RUNS_DIR, else data/runs)"),
+]
+ResumeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--resume",
+        metavar="RUN",
+        help="continue run RUN from its last finished shard: a run id, or 'latest' for the newest unfinished "
+        "run of this config",
+    ),
+]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", metavar="KEY=VALUE", help="override a config setting, e.g. --set sweeps.0.layers=[0,1]"),
+]
+DeviceOption = Annotated[
+    str | None, typer.Option("--device", help="override the config's device (cpu, cuda, cuda:1)")
+]
+DtypeOption = Annotated[
+    str | None, typer.Option("--dtype", help="override the config's dtype (float32, float64, bfloat16, float16)")
+]
+
+
+def overrides(sets: list[str] | None, **flags: str | None) -> dict[str, object]:
+    """The ``--set`` overrides, then each flag given (``device=...``) on top of them."""
+    return {**parse_overrides(sets or []), **{key: value for key, value in flags.items() if value is not None}}
+
+
+def fail(error: Exception) -> NoReturn:
+    """Print ``error`` and exit with status 2."""
+    typer.echo(f"error: {error}", err=True)
+    raise typer.Exit(code=2)

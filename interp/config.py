@@ -1,0 +1,173 @@
+"""Config files: one pydantic base class, one loader, one error.
+
+Every run the CLI starts (``interp patch``, ``interp attribute``, ``interp sae train``) is described
+by a YAML or TOML file validated against a subclass of :class:`ConfigModel` before any work starts::
+
+    config = load_config("data/ioi_resid.yaml", PatchConfig, ["sweeps.0.layers=[0,1]", "device=cuda"])
+
+:class:`ConfigModel` forbids unknown keys and is immutable, so a typo is an error rather than a
+silently ignored setting. Overrides are ``KEY=VALUE`` strings (the CLI's repeatable ``--set``):
+``KEY`` is a dotted path into the file's mapping (integers index lists), ``VALUE`` is read as YAML
+(``[0,1]`` is a list, ``3`` an int, ``cuda`` a string). Every problem raises :class:`ConfigError`
+listing each bad setting by its dotted path with the value given and what is allowed::
+
+    invalid config data/ioi_resid.yaml:
+      direction: Input should be 'denoising' or 'noising' (got 'sideways')
+      sweeps.0.layerz: unknown key; did you mean 'layers'? (allowed: heads, layers, neurons, positions, sweep)
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+import types
+import typing
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import torch
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from interp.errors import InterpError
+
+SUFFIXES = (".yaml", ".yml", ".toml")
+Dtype = Literal["float32", "float64", "bfloat16", "float16"]
+DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "float64": torch.float64,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+}
+
+
+class ConfigError(InterpError, ValueError):
+    """A config file or override that is missing, unreadable, or has a wrong key or value."""
+
+
+class ConfigModel(BaseModel):
+    """Base of every config section: unknown keys are refused and values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Schema = TypeVar("Schema", bound=ConfigModel)
+
+
+def read_mapping(path: str | Path) -> dict[str, Any]:
+    """The top-level mapping of a ``.yaml``, ``.yml`` or ``.toml`` file."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"config file {file} does not exist")
+    if file.suffix not in SUFFIXES:
+        raise ConfigError(f"{file}: use a .yaml, .yml or .toml file")
+    text = file.read_text(encoding="utf-8")
+    try:
+        raw = tomllib.loads(text) if file.suffix == ".toml" else yaml.safe_load(text)
+    except (yaml.YAMLError, tomllib.TOMLDecodeError) as error:
+        raise ConfigError(f"{file} does not parse: {error}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{file} must hold a mapping of settings at the top level, got {type(raw).__name__}")
+    return raw
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """``["a.b=[0,1]", "c=cuda"]`` as ``{"a.b": [0, 1], "c": "cuda"}`` (values read as YAML)."""
+    parsed: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r} is not KEY=VALUE (e.g. sweeps.0.layers=[0,1])")
+        try:
+            parsed[key.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise ConfigError(f"override {item!r}: the value does not parse as YAML: {error}") from None
+    return parsed
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``raw`` with each dotted key set (missing mappings on the way are created)."""
+    result = _copy(raw)
+    for key, value in overrides.items():
+        parts = key.split(".")
+        target: Any = result
+        for depth, part in enumerate(parts[:-1]):
+            where = ".".join(parts[: depth + 1])
+            if isinstance(target, list):
+                target = target[_index(part, target, where, key)]
+            else:
+                target = target.setdefault(part, {})
+            if not isinstance(target, (dict, list)):
+                raise ConfigError(f"override {key!r}: {where} holds {target!r}, not a mapping or list")
+        last = parts[-1]
+        if isinstance(target, list):
+            target[_index(last, target, key, key)] = value
+        else:
+            target[last] = value
+    return result
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
+
+
+def _index(part: str, items: list[Any], where: str, key: str) -> int:
+    if not part.lstrip("-").isdigit() or not -len(items) <= int(part) < len(items):
+        raise ConfigError(f"override {key!r}: {where} indexes a list of {len(items)} item(s); use 0..{len(items) - 1}")
+    return int(part)
+
+
+def validate(raw: Mapping[str, Any], schema: type[Schema], origin: str = "config") -> Schema:
+    """``raw`` validated against ``schema``; :class:`ConfigError` lists every problem by key path."""
+    try:
+        return schema.model_validate(raw)
+    except ValidationError as error:
+        lines = "\n".join(f"  {describe(schema, e)}" for e in error.errors())
+        raise ConfigError(f"invalid config {origin}:\n{lines}") from None
+
+
+def load_config(
+    path: str | Path, schema: type[Schema], overrides: Sequence[str] | Mapping[str, Any] = ()
+) -> Schema:
+    """Read a YAML/TOML file, apply overrides (``KEY=VALUE`` strings or a dotted-key mapping), validate."""
+    given = parse_overrides(overrides) if not isinstance(overrides, Mapping) else overrides
+    return validate(apply_overrides(read_mapping(path), given), schema, str(path))
+
+
+def describe(schema: type[BaseModel], error: Mapping[str, Any]) -> str:
+    """One pydantic error as ``path: problem (got value)``, naming close keys for an unknown one."""
+    loc = tuple(error["loc"])
+    path = ".".join(str(part) for part in loc) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        allowed = sorted(fields_at(schema, loc[:-1]))
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return f"{path}: unknown key{hint} (allowed: {', '.join(allowed)})"
+    message = str(error["ctx"]["error"]) if error["type"] == "value_error" else error["msg"]
+    value = error.get("input")
+    shown = "" if error["type"] == "missing" or isinstance(value, (dict, list)) else f" (got {value!r})"
+    return f"{path}: {message}{shown}"
+
+
+def fields_at(schema: type[BaseModel], loc: tuple[Any, ...]) -> set[str]:
+    """The keys the models at ``loc`` accept (list indices and union tags in ``loc`` are passed over)."""
+    models = [schema]
+    for part in loc:
+        inner = [m for model in models if part in model.model_fields for m in _models(model.model_fields[part].annotation)]
+        if inner:
+            models = inner
+    return {name for model in models for name in model.model_fields}
+
+
+def _models(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models an annotation can hold (through Optional, unions, lists, dicts, Annotated)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType, typing.Annotated, list, tuple, dict):
+        return [m for arg in typing.get_args(annotation) for m in _models(arg)]
+    return []
