@@ -14,7 +14,17 @@ from interp.errors import (
     TokenizationError,
     UnknownSiteError,
 )
-from interp.interventions import Add, MeanAblate, Patch, Replace, Scale, Zero, load_interventions, save_interventions
+from interp.interventions import (
+    Add,
+    MeanAblate,
+    Patch,
+    Replace,
+    Scale,
+    Zero,
+    load_interventions,
+    register_replace_fn,
+    save_interventions,
+)
 from interp.model import Model
 from interp.models import load_model
 from interp.sites import site_name
@@ -41,6 +51,7 @@ __all__ = [
     "Zero",
     "load_interventions",
     "load_model",
+    "register_replace_fn",
     "save_interventions",
     "site_name",
 ]
