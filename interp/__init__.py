@@ -6,6 +6,7 @@ with interventions as serialisable values and activation/gradient capture; metho
 
 from interp.cache import ActivationCache
 from interp.errors import (
+    GenerationError,
     HookNotFiredError,
     InterpError,
     InterventionError,
@@ -35,6 +36,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ActivationCache",
     "Add",
+    "GenerationError",
     "HookNotFiredError",
     "InterpError",
     "InterventionError",

@@ -34,3 +34,7 @@ class ModelLoadError(InterpError, RuntimeError):
 
 class ModelStateError(InterpError, RuntimeError):
     """The model is in a state that would give wrong numbers (e.g. training mode)."""
+
+
+class GenerationError(InterpError, ValueError):
+    """Generation settings that cannot work (no new tokens, a negative temperature, top_p outside (0, 1])."""

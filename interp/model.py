@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Float
@@ -39,6 +39,9 @@ from interp.interventions import Intervention
 from interp.positions import PositionFrame
 from interp.sites import Site, parse_site, resolve_site
 from interp.tokenize import TokenBatch, encode, tokenize, tokenize_pairs
+
+if TYPE_CHECKING:
+    from interp.generation import Generation
 
 Inputs = str | Sequence[str] | TokenBatch | torch.Tensor
 Metric = Callable[[Float[torch.Tensor, "batch pos vocab"]], Float[torch.Tensor, ""]]
@@ -167,6 +170,27 @@ class Model:
                 return self.forward(batch)
             with self.hooks(interventions) as session:
                 return self.forward(batch, session)
+
+    def generate(
+        self,
+        prompts: Inputs,
+        interventions: Sequence[Intervention] = (),
+        max_new_tokens: int = 20,
+        temperature: float = 0.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+        stop_tokens: Sequence[int] = (),
+        return_logits: bool = False,
+        use_cache: bool = True,
+    ) -> Generation:
+        """Continue ``prompts`` with ``interventions`` at absolute token positions; see :func:`interp.generation.generate`."""
+        from interp.generation import generate
+
+        return generate(
+            self, prompts, interventions, max_new_tokens, temperature, top_k, top_p, seed, stop_tokens,
+            return_logits, use_cache,
+        )
 
     def run_with_cache(
         self,
