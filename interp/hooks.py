@@ -1,7 +1,7 @@
 """The hook layer: plain PyTorch hooks that read, write and differentiate sites.
 
 A :class:`HookSession` turns a request (interventions, sites to capture, sites to differentiate)
-into torch hooks on the modules where those sites live (:mod:`interp.arch`), and guarantees three
+into torch hooks on the modules where those sites live (:mod:`interp.arch`), and guarantees four
 things the anchor tools leave to luck:
 
 * **Nothing leaks.** Hooks are removed, and the attention implementation restored, on every exit
@@ -246,8 +246,8 @@ class HookSession:
                 offset = self._stash[location.offset_layer]
                 value = offset + value
             changed = False
+            frame = self.frame
             for intervention in request.interventions:
-                frame = self.frame
                 value = intervention.apply(value, site) if frame is None else intervention.apply(value, site, frame)
                 changed = True
             if request.grad:
