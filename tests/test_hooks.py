@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
@@ -374,28 +375,13 @@ def test_one_session_at_a_time_per_model() -> None:
     }
     serial = {name: job() for name, job in jobs.items()}
     assert not torch.equal(serial["steer"], serial["plain"]) and not torch.equal(serial["ablate"], serial["plain"])
-    mismatches: list[str] = []
-    errors: list[BaseException] = []
 
-    def worker(names: list[str]) -> None:
-        try:
-            for _ in range(25):
-                for name in names:
-                    if not torch.equal(jobs[name](), serial[name]):
-                        mismatches.append(name)
-        except BaseException as error:  # reported by the main thread
-            errors.append(error)
+    def worker(names: list[str]) -> list[str]:
+        return [name for _ in range(25) for name in names if not torch.equal(jobs[name](), serial[name])]
 
-    threads = [
-        threading.Thread(target=worker, args=(["steer", "plain", "capture"],)),
-        threading.Thread(target=worker, args=(["ablate", "plain"],)),
-        threading.Thread(target=worker, args=(["plain", "steer", "ablate"],)),
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors, errors
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        futures = [pool.submit(worker, names) for names in (["steer", "plain", "capture"], ["ablate", "plain"], ["plain", "steer", "ablate"])]
+        mismatches = [name for future in futures for name in future.result()]
     assert not mismatches, mismatches
     assert no_hooks_left(model)
 
