@@ -15,6 +15,7 @@ from interp.lazy import lazy_exports
 if TYPE_CHECKING:
     from interp.cache import ActivationCache
     from interp.errors import (
+        GenerationError,
         HookNotFiredError,
         InterpError,
         InterventionError,
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
         Scale,
         Zero,
         load_interventions,
+        register_replace_fn,
         save_interventions,
     )
     from interp.model import Model
@@ -50,6 +52,7 @@ _EXPORTS = {
     "ModelStateError": "interp.errors",
     "TokenizationError": "interp.errors",
     "UnknownSiteError": "interp.errors",
+    "GenerationError": "interp.errors",
     "Add": "interp.interventions",
     "MaskedPatch": "interp.interventions",
     "MeanAblate": "interp.interventions",
@@ -58,6 +61,7 @@ _EXPORTS = {
     "Scale": "interp.interventions",
     "Zero": "interp.interventions",
     "load_interventions": "interp.interventions",
+    "register_replace_fn": "interp.interventions",
     "save_interventions": "interp.interventions",
     "Model": "interp.model",
     "load_model": "interp.models",
@@ -68,6 +72,8 @@ _EXPORTS = {
 __all__ = [
     "ActivationCache",
     "Add",
+    "GenerationError",
+    "GenerationError",
     "HookNotFiredError",
     "InterpError",
     "InterventionError",
@@ -85,6 +91,8 @@ __all__ = [
     "Zero",
     "load_interventions",
     "load_model",
+    "register_replace_fn",
+    "register_replace_fn",
     "save_interventions",
     "site_name",
 ]

@@ -47,3 +47,7 @@ class GridMismatchError(InterpError, ValueError):
 
 class UnsupportedModuleError(InterpError, TypeError):
     """A model module a method has no rule for (e.g. a normalisation layer type RelP does not know)."""
+
+
+class GenerationError(InterpError, ValueError):
+    """Generation settings that cannot work (no new tokens, a negative temperature, top_p outside (0, 1])."""

@@ -1,7 +1,7 @@
 """The hook layer: plain PyTorch hooks that read, write and differentiate sites.
 
 A :class:`HookSession` turns a request (interventions, sites to capture, sites to differentiate)
-into torch hooks on the modules where those sites live (:mod:`interp.arch`), and guarantees three
+into torch hooks on the modules where those sites live (:mod:`interp.arch`), and guarantees four
 things the anchor tools leave to luck:
 
 * **Nothing leaks.** Hooks are removed, and the attention implementation restored, on every exit
@@ -11,6 +11,14 @@ things the anchor tools leave to luck:
   when the session closes.
 * **No numbers change unless asked.** A capture-only hook returns ``None`` (the module's output is
   untouched, so logits stay bitwise identical); interventions write out of place.
+* **One session at a time per model.** A session holds its model's re-entrant lock
+  (:attr:`~interp.model.Model.lock`) from ``__enter__`` to ``__exit__``, and every forward holds it
+  too, so on a model shared between threads a forward never runs under another thread's hooks and
+  gives exactly the numbers it gives alone. The same thread may nest sessions and forwards.
+
+A forward may carry a :class:`~interp.positions.PositionFrame`: the absolute token position of each
+of its columns. Generation passes one with every forward, so an intervention at position 5 means
+token 5 of each row whether the forward holds the whole sequence or only the newest token.
 
 Gradients are taken with ``torch.autograd.grad`` with respect to the exact tensors that flowed on
 at each site (a fresh tensor per site, written back into the forward), never with ``retain_grad``
@@ -38,6 +46,7 @@ from interp.arch.base import Location
 from interp.cache import ActivationCache
 from interp.errors import HookNotFiredError, InterventionError
 from interp.interventions import Intervention, _check_indices
+from interp.positions import PositionFrame
 from interp.sites import Site
 
 if TYPE_CHECKING:
@@ -94,6 +103,8 @@ class HookSession:
         self._handles: list[RemovableHandle] = []
         self._stack = ExitStack()
         self._open = False
+        self._locked = False
+        self.frame: PositionFrame | None = None
 
     def _request(self, name: str) -> SiteRequest:
         if name not in self.requests:
@@ -111,6 +122,8 @@ class HookSession:
 
     # --- lifecycle ---------------------------------------------------------------------------
     def __enter__(self) -> HookSession:
+        self.model.lock.acquire()
+        self._locked = True
         try:
             if self.needs_patterns:
                 self._stack.enter_context(self.model.arch.use_attention())
@@ -147,10 +160,16 @@ class HookSession:
         self._stash.clear()
         self._stored.clear()
         self._open = False
+        self.frame = None
+        if self._locked:
+            self._locked = False
+            self.model.lock.release()
 
     # --- per-forward bookkeeping (called by Model) ------------------------------------------
-    def start_forward(self) -> dict[str, int]:
-        """Reset per-forward state; returns fire counts to compare after the forward."""
+    def start_forward(self, frame: PositionFrame | None = None) -> dict[str, int]:
+        """Reset per-forward state and set the forward's position frame; returns fire counts to
+        compare after the forward."""
+        self.frame = frame
         self.activations = {}
         self.live = {}
         self._stash.clear()
@@ -226,8 +245,9 @@ class HookSession:
                 offset = self._stash[location.offset_layer]
                 value = offset + value
             changed = False
+            frame = self.frame
             for intervention in request.interventions:
-                value = intervention.apply(value, site)
+                value = intervention.apply(value, site) if frame is None else intervention.apply(value, site, frame)
                 changed = True
             if request.grad:
                 if not changed and offset is None:

@@ -11,8 +11,22 @@ Selection is a boolean mask over the site's axes, and the new value is
 ``where(mask, new, old)``: untouched entries keep their exact bits, and the operation is
 differentiable, so interventions and gradient capture combine.
 
-Positions index the *padded* sequence; with left padding the last token is position ``-1`` for every
-prompt, which is why negative positions are the natural way to address prompts of mixed length.
+Positions index the *padded* sequence of a plain forward; with left padding the last token is
+position ``-1`` for every prompt, which is why negative positions are the natural way to address
+prompts of mixed length. A forward that carries a :class:`~interp.positions.PositionFrame` (every
+forward of generation) selects by absolute token position instead: position 0 is each row's first
+real token, in the whole-prompt forward and in every one-token decode step alike.
+
+``scope`` (``"prompt"``, ``"generated"`` or ``"all"``) restricts an intervention to prompt tokens or
+generated ones. It is a field of every intervention rather than a wrapper around one because it is
+part of the selection, like ``positions``: it combines into the same mask, serialises with the other
+fields, and every kind gets it without a second class hierarchy. A plain forward holds only prompt
+tokens, so a ``"generated"`` intervention selects nothing there.
+
+A :class:`Replace` is saved by its function's import path. Loading imports nothing a file names
+unless asked: functions decorated with :func:`register_replace_fn` are found by name, and any other
+path is refused unless ``load_interventions(..., trust_code=True)``, since importing a module named
+by a data file runs its code.
 """
 
 from __future__ import annotations
@@ -31,6 +45,7 @@ from jaxtyping import Bool, Float
 from safetensors.torch import load_file, save_file
 
 from interp.errors import InterventionError
+from interp.positions import SCOPES, PositionFrame, Scope
 from interp.sites import Site
 
 Selector = Sequence[int] | None
@@ -63,6 +78,7 @@ class Intervention(ABC):
     positions: Selector = None
     heads: Selector = None
     rows: Selector = None
+    scope: Scope = "all"
 
     kind: ClassVar[str] = "intervention"
     _tensor_fields: ClassVar[tuple[str, ...]] = ()
@@ -71,14 +87,25 @@ class Intervention(ABC):
     def new_value(self, value: torch.Tensor, site: Site) -> torch.Tensor:
         """The site's new value everywhere; :meth:`apply` keeps it only where selected."""
 
-    def selection_mask(self, value: torch.Tensor, site: Site) -> torch.Tensor | None:
-        """Boolean mask broadcastable to ``value`` (None means the whole tensor)."""
+    def __post_init__(self) -> None:
+        if self.scope not in SCOPES:
+            raise InterventionError(f"scope {self.scope!r} at {self.site!r} is not one of {list(SCOPES)}")
+
+    def selection_mask(
+        self, value: torch.Tensor, site: Site, frame: PositionFrame | None = None
+    ) -> torch.Tensor | None:
+        """Boolean mask broadcastable to ``value`` (None means the whole tensor).
+
+        Without a frame, positions are columns of the forward; with one, absolute token positions.
+        """
         if self.heads is not None and site.head_axis is None:
             raise InterventionError(f"heads= given for site {site.name!r}, which has no head axis ({site.axes})")
-        axes = [(0, self.rows, "rows"), (site.pos_axis, self.positions, "positions")]
+        axes = [(0, self.rows, "rows")]
+        if frame is None:
+            axes.append((site.pos_axis, self.positions, "positions"))
         if site.head_axis is not None:
             axes.append((site.head_axis, self.heads, "heads"))
-        mask = None
+        mask = self._position_mask(value, site, frame)
         for axis, indices, what in axes:
             axis_mask = _axis_mask(indices, value.shape[axis], what, site, value.device)
             if axis_mask is None:
@@ -89,9 +116,29 @@ class Intervention(ABC):
             mask = axis_mask if mask is None else mask & axis_mask
         return mask
 
-    def apply(self, value: torch.Tensor, site: Site) -> torch.Tensor:
-        """Return the site's value after this intervention (out of place)."""
-        mask = self.selection_mask(value, site)
+    def _position_mask(self, value: torch.Tensor, site: Site, frame: PositionFrame | None) -> torch.Tensor | None:
+        """The (batch, pos) part of the mask that a frame or the scope decides (None: no restriction)."""
+        shape = [1] * value.ndim
+        if frame is None:
+            if self.scope != "generated":
+                return None
+            return torch.zeros(shape, dtype=torch.bool, device=value.device)
+        columns = frame.select(self.positions, self.scope, site.name).to(value.device)
+        if columns.shape[1] != value.shape[site.pos_axis] or columns.shape[0] != value.shape[0]:
+            raise InterventionError(
+                f"{self.kind} at {site.name!r}: the forward's position frame covers {tuple(columns.shape)} "
+                f"(batch, pos) but the site has shape {tuple(value.shape)} (axes {site.axes})"
+            )
+        shape[0], shape[site.pos_axis] = columns.shape
+        return columns.view(shape)
+
+    def apply(self, value: torch.Tensor, site: Site, frame: PositionFrame | None = None) -> torch.Tensor:
+        """Return the site's value after this intervention (out of place).
+
+        ``frame`` (given by framed forwards only) makes ``positions`` absolute token positions; a
+        subclass that overrides this method takes it as its third argument to run in generation.
+        """
+        mask = self.selection_mask(value, site, frame)
         new = self.new_value(value, site)
         if new.shape != value.shape:
             new = _broadcast(new, value, site, self.kind)
@@ -210,7 +257,8 @@ class Replace(Intervention):
     """Replace the selected entries by ``fn(value, site_name)``.
 
     ``fn`` must be a module-level function for the intervention to be saved (it is stored by its
-    import path); lambdas and closures work in memory but refuse to serialise.
+    import path); lambdas and closures work in memory but refuse to serialise. To load it back
+    without ``trust_code=True``, decorate it with :func:`register_replace_fn`.
     """
 
     fn: Callable[[torch.Tensor, str], torch.Tensor]
@@ -220,7 +268,7 @@ class Replace(Intervention):
         return self.fn(value, site.name)
 
     def to_dict(self, tensor_prefix: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-        path = f"{self.fn.__module__}:{self.fn.__qualname__}"
+        path = _import_path(self.fn)
         if "<" in path:
             raise InterventionError(
                 f"Replace at {self.site!r}: {path} is a lambda or closure and cannot be saved; "
@@ -252,7 +300,12 @@ class MaskedPatch(Intervention):
     def new_value(self, value: torch.Tensor, site: Site) -> torch.Tensor:
         return self.source
 
-    def apply(self, value: torch.Tensor, site: Site) -> torch.Tensor:
+    def apply(self, value: torch.Tensor, site: Site, frame: PositionFrame | None = None) -> torch.Tensor:
+        if frame is not None:
+            raise InterventionError(
+                f"masked patch at {site.name!r}: its mask addresses the columns of one forward, so it cannot run "
+                "in a forward with absolute positions (generation); use Patch with positions= there"
+            )
         if value.shape != self.source.shape or self.mask.shape[0] not in (1, value.shape[0]):
             raise InterventionError(
                 f"masked patch at {site.name!r}: value {tuple(value.shape)} needs a source of the same shape "
@@ -260,6 +313,52 @@ class MaskedPatch(Intervention):
             )
         source = self.source.to(device=value.device, dtype=value.dtype)
         return torch.where(self.mask.to(value.device), source, value)
+
+
+ReplaceFn = Callable[[torch.Tensor, str], torch.Tensor]
+REPLACE_FNS: dict[str, ReplaceFn] = {}
+"""Functions :func:`load_interventions` may name in a file, by import path (``module:qualname``)."""
+
+
+def _import_path(fn: Callable[..., Any]) -> str:
+    return f"{fn.__module__}:{fn.__qualname__}"
+
+
+def register_replace_fn(fn: ReplaceFn) -> ReplaceFn:
+    """Decorator: let saved :class:`Replace` interventions name ``fn`` and load without ``trust_code``.
+
+    The function is registered under its import path, the name :func:`save_interventions` writes.
+    """
+    path = _import_path(fn)
+    if "<" in path:
+        raise InterventionError(f"{path} is a lambda or closure; only module-level functions can be registered")
+    REPLACE_FNS[path] = fn
+    return fn
+
+
+@register_replace_fn
+def negate(value: torch.Tensor, site: str) -> torch.Tensor:
+    """Flip the sign of the selected entries (a built-in function for :class:`Replace`)."""
+    return -value
+
+
+def _replace_fn(path: str, trust_code: bool) -> ReplaceFn:
+    """The function a saved Replace names: registered, or imported only when code is trusted."""
+    if path in REPLACE_FNS:
+        return REPLACE_FNS[path]
+    if not trust_code:
+        raise InterventionError(
+            f"the interventions file names the function {path!r} for a Replace intervention, and it is not "
+            "registered; loading it would import a module named by a data file, which runs its code. "
+            "Either import the module that defines it and decorate the function with @interp.register_replace_fn "
+            f"(registered: {sorted(REPLACE_FNS)}), or, if you trust the file, call "
+            "load_interventions(path, trust_code=True)"
+        )
+    module, qualname = path.split(":")
+    target: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        target = getattr(target, part)
+    return target
 
 
 KINDS: dict[str, type[Intervention]] = {
@@ -280,8 +379,13 @@ def save_interventions(interventions: Sequence[Intervention], path: str | Path) 
     (directory / "interventions.json").write_text(json.dumps(records, indent=2))
 
 
-def load_interventions(path: str | Path) -> list[Intervention]:
-    """Read interventions written by :func:`save_interventions`."""
+def load_interventions(path: str | Path, trust_code: bool = False) -> list[Intervention]:
+    """Read interventions written by :func:`save_interventions`.
+
+    A :class:`Replace` resolves its function from :data:`REPLACE_FNS` (see
+    :func:`register_replace_fn`); any other import path raises :class:`InterventionError` unless
+    ``trust_code`` is True, in which case the named module is imported (running its code).
+    """
     directory = Path(path)
     tensors = load_file(str(directory / "interventions.safetensors"))
     loaded: list[Intervention] = []
@@ -292,10 +396,6 @@ def load_interventions(path: str | Path) -> list[Intervention]:
             if isinstance(raw, dict) and "tensor" in raw:
                 record[name] = tensors[raw["tensor"]]
         if cls is Replace:
-            module, qualname = record["fn"].split(":")
-            target: Any = importlib.import_module(module)
-            for part in qualname.split("."):
-                target = getattr(target, part)
-            record["fn"] = target
+            record["fn"] = _replace_fn(record["fn"], trust_code)
         loaded.append(cls(**record))
     return loaded

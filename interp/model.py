@@ -8,6 +8,13 @@ Three ways to run it:
 * ``with model.hooks(interventions=..., capture=...) as session:`` for several forwards under the
   same hooks (``session.cache`` after each ``model.run``).
 
+``model.generate(prompts, interventions=[...], max_new_tokens=...)`` continues prompts token by token
+with a KV cache, the interventions applied at absolute token positions (:mod:`interp.generation`).
+
+One ``Model`` may be shared between threads (the live app's sessions): :attr:`Model.lock`, a
+re-entrant lock, is held for the whole life of a :class:`~interp.hooks.HookSession` and around every
+forward, so a forward of one thread never runs under another thread's hooks.
+
 Inputs are a prompt, a list of prompts (left-padded, see :mod:`interp.tokenize`), a
 :class:`~interp.tokenize.TokenBatch`, or a tensor of token ids. The model is put in eval mode on
 construction and a run in training mode is refused, since dropout would make every number random.
@@ -15,8 +22,9 @@ construction and a run in training mode is refused, since dropout would make eve
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Float
@@ -28,8 +36,12 @@ from interp.cache import ActivationCache
 from interp.errors import ModelStateError, TokenizationError
 from interp.hooks import HookSession
 from interp.interventions import Intervention
+from interp.positions import PositionFrame
 from interp.sites import Site, parse_site, resolve_site
 from interp.tokenize import TokenBatch, encode, tokenize, tokenize_pairs
+
+if TYPE_CHECKING:
+    from interp.generation import Generation
 
 Inputs = str | Sequence[str] | TokenBatch | torch.Tensor
 Metric = Callable[[Float[torch.Tensor, "batch pos vocab"]], Float[torch.Tensor, ""]]
@@ -47,6 +59,7 @@ class Model:
         replace_hf_eager(hf_model)
         self.sites: list[str] = self.arch.site_names()
         self._site_set = frozenset(self.sites)
+        self.lock = threading.RLock()
 
     def __repr__(self) -> str:
         d = self.arch.dims
@@ -133,14 +146,20 @@ class Model:
         )
         return output.logits
 
-    def call(self, session: HookSession | None = None, **hf_kwargs: Any) -> Any:
-        """Call the HF model with raw keyword arguments, checking eval mode and that hooks fired."""
+    def call(self, session: HookSession | None = None, frame: PositionFrame | None = None, **hf_kwargs: Any) -> Any:
+        """Call the HF model with raw keyword arguments, checking eval mode and that hooks fired.
+
+        ``frame`` gives the absolute token positions of the forward's columns (a decode step of
+        generation sees one new column); ``session``'s interventions select positions by it.
+        The model's lock is held for the call.
+        """
         if self.hf.training:
             raise ModelStateError("the model is in training mode (dropout on); call model.hf.eval() first")
-        before = session.start_forward() if session is not None else None
-        output = self.hf(**hf_kwargs)
-        if session is not None and before is not None:
-            session.check_fired(before)
+        with self.lock:
+            before = session.start_forward(frame) if session is not None else None
+            output = self.hf(**hf_kwargs)
+            if session is not None and before is not None:
+                session.check_fired(before)
         return output
 
     def run(self, inputs: Inputs, interventions: Sequence[Intervention] = ()) -> Float[torch.Tensor, "batch pos vocab"]:
@@ -151,6 +170,27 @@ class Model:
                 return self.forward(batch)
             with self.hooks(interventions) as session:
                 return self.forward(batch, session)
+
+    def generate(
+        self,
+        prompts: Inputs,
+        interventions: Sequence[Intervention] = (),
+        max_new_tokens: int = 20,
+        temperature: float = 0.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+        stop_tokens: Sequence[int] = (),
+        return_logits: bool = False,
+        use_cache: bool = True,
+    ) -> Generation:
+        """Continue ``prompts`` with ``interventions`` at absolute token positions; see :func:`interp.generation.generate`."""
+        from interp.generation import generate
+
+        return generate(
+            self, prompts, interventions, max_new_tokens, temperature, top_k, top_p, seed, stop_tokens,
+            return_logits, use_cache,
+        )
 
     def run_with_cache(
         self,

@@ -6,12 +6,18 @@ leaf tensor, and central finite differences: never the code path under test.
 
 from __future__ import annotations
 
+import json
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 import torch
 from torch import nn
 
 import interp
 from interp import Add, MeanAblate, Patch, Replace, Scale, Zero
+from interp.interventions import negate as builtin_negate
 from interp.sites import site_name
 from tests.conftest import PROMPTS, no_hooks_left
 
@@ -200,8 +206,13 @@ def test_mean_ablation_and_replace(tiny: interp.Model) -> None:
     assert torch.equal(cache[name], -clean[name])
 
 
+@interp.register_replace_fn
 def negate(value: torch.Tensor, site: str) -> torch.Tensor:
     return -value
+
+
+def halve(value: torch.Tensor, site: str) -> torch.Tensor:
+    return value / 2
 
 
 @pytest.mark.parametrize(
@@ -327,3 +338,72 @@ def test_interventions_round_trip_through_files(tiny: interp.Model, tmp_path) ->
     assert torch.equal(tiny.run(batch, loaded), tiny.run(batch, plan))
     with pytest.raises(interp.InterventionError, match="lambda or closure"):
         interp.save_interventions([Replace(site="logits", fn=lambda v, s: v)], tmp_path / "bad")
+
+
+def test_loading_interventions_imports_nothing_a_file_names(tiny: interp.Model, tmp_path) -> None:
+    batch = tiny.to_tokens(PROMPTS)
+    interp.save_interventions([Replace(site="blocks.0.hook_mlp_out", fn=halve)], tmp_path / "plan")
+    plan = json.loads((tmp_path / "plan" / "interventions.json").read_text())
+    for path in ("os:system", "this:s"):  # importing `this` prints a poem: it must not happen
+        plan[0]["fn"] = path
+        (tmp_path / "plan" / "interventions.json").write_text(json.dumps(plan))
+        modules = set(sys.modules)
+        with pytest.raises(interp.InterventionError, match=rf"{path}.*register_replace_fn.*trust_code=True"):
+            interp.load_interventions(tmp_path / "plan")
+        assert set(sys.modules) == modules
+    # an unregistered module-level function loads only when the file's code is trusted
+    plan[0]["fn"] = f"{__name__}:halve"
+    (tmp_path / "plan" / "interventions.json").write_text(json.dumps(plan))
+    with pytest.raises(interp.InterventionError, match="not registered"):
+        interp.load_interventions(tmp_path / "plan")
+    loaded = interp.load_interventions(tmp_path / "plan", trust_code=True)
+    assert torch.equal(tiny.run(batch, loaded), tiny.run(batch, [Replace(site="blocks.0.hook_mlp_out", fn=halve)]))
+    # built-in functions are registered
+    interp.save_interventions([Replace(site="blocks.0.hook_mlp_out", fn=builtin_negate)], tmp_path / "builtin")
+    assert interp.load_interventions(tmp_path / "builtin")[0].fn is builtin_negate
+
+
+def test_one_session_at_a_time_per_model() -> None:
+    model = interp.load_model("tiny-llama")
+    batch = model.to_tokens(PROMPTS)
+    vector = torch.randn(model.dims.d_model, generator=torch.Generator().manual_seed(2))
+    jobs = {
+        "steer": lambda: model.run(batch, [Add(site="blocks.1.hook_resid_pre", vector=vector, scale=3.0)]),
+        "ablate": lambda: model.run(batch, [Zero(site="blocks.0.attn.hook_z", heads=[0, 2])]),
+        "plain": lambda: model.run(batch),
+        "capture": lambda: model.run_with_cache(batch, sites=["blocks.2.hook_resid_post"])[1]["blocks.2.hook_resid_post"],
+    }
+    serial = {name: job() for name, job in jobs.items()}
+    assert not torch.equal(serial["steer"], serial["plain"]) and not torch.equal(serial["ablate"], serial["plain"])
+
+    def worker(names: list[str]) -> list[str]:
+        return [name for _ in range(25) for name in names if not torch.equal(jobs[name](), serial[name])]
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        futures = [pool.submit(worker, names) for names in (["steer", "plain", "capture"], ["ablate", "plain"], ["plain", "steer", "ablate"])]
+        mismatches = [name for future in futures for name in future.result()]
+    assert not mismatches, mismatches
+    assert no_hooks_left(model)
+
+
+def test_a_forward_waits_for_another_threads_session() -> None:
+    model = interp.load_model("tiny-gpt2")
+    batch = model.to_tokens(PROMPTS[0])
+    plain = model.run(batch)
+    entered, finished = threading.Event(), threading.Event()
+    seen: list[torch.Tensor] = []
+
+    def other() -> None:
+        entered.wait()
+        seen.append(model.run(batch))
+        finished.set()
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    with model.hooks([Zero(site="blocks.0.hook_mlp_out")]) as session:
+        entered.set()
+        assert not finished.wait(0.5), "a plain forward ran while another thread's hooks were registered"
+        with model.hooks() as nested:  # the same thread may nest
+            assert torch.equal(model.forward(batch, nested), model.forward(batch, session))
+    thread.join()
+    assert torch.equal(seen[0], plain)

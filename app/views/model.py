@@ -1,9 +1,10 @@
 """Live model: type a prompt and see the next-token distribution, the logit lens and attention patterns.
 
 The model (default: the embedded SmolLM2-135M) is loaded once per process through Streamlit's
-resource cache and shared by every session; each prompt's inspection (one forward pass,
-:func:`interp.lens.inspect_prompt`) is cached per model, prompt and layer. This is the only page
-that runs a model: the others read stored runs.
+resource cache and shared by every session. Sessions are threads; the model's lock keeps one
+thread's forward from running under another's hooks (:mod:`interp.hooks`). Each prompt's inspection
+(one forward pass, :func:`interp.lens.inspect_prompt`) is cached per model, prompt and layer.
+This is the only page that runs a model: the others read stored runs.
 """
 
 from __future__ import annotations

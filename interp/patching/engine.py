@@ -48,8 +48,8 @@ from typing import Any
 
 import torch
 from jaxtyping import Bool, Float, Int
-from transformers import DynamicCache
 
+from interp.arch import kv
 from interp.cache import ActivationCache
 from interp.cells import Cell, CellGroup, selection_mask
 from interp.flops import forward_flops
@@ -132,7 +132,7 @@ class PatchingEngine:
 
     def _capture(self, which: Which, sites: Sequence[str], keys_values: bool) -> CapturedRun:
         batch, interventions = run_spec(self.task, which, self.model.device)
-        cache_object = DynamicCache() if keys_values else None
+        cache_object = kv.empty_cache() if keys_values else None
         with torch.no_grad(), self.model.hooks(interventions, capture=sites) as session:
             output = self.model.call(
                 session,
@@ -140,12 +140,12 @@ class PatchingEngine:
                 attention_mask=batch.attention_mask,
                 position_ids=batch.position_ids,
                 use_cache=keys_values,
-                past_key_values=cache_object,
+                **kv.cache_kwargs(cache_object),
             )
             cache = session.cache
         self.cost.forward_passes += 1
-        kv = [(layer.keys, layer.values) for layer in output.past_key_values.layers] if keys_values else None
-        return CapturedRun(batch, interventions, cache, kv, output.logits[:, -1].detach())
+        stored = kv.keys_values(kv.returned_cache(output)) if keys_values else None
+        return CapturedRun(batch, interventions, cache, stored, output.logits[:, -1].detach())
 
     def _start(self, group: CellGroup) -> tuple[int, int]:
         """Where a group's forward starts; from the tokens while a base intervention lies downstream.
@@ -386,17 +386,21 @@ class PatchingEngine:
         past = None
         if start_pos > 0:
             assert base.keys_values is not None
-            past = DynamicCache(
-                ddp_cache_data=[(k[rows, :, :start_pos], v[rows, :, :start_pos]) for k, v in base.keys_values]
-            )
+            past = kv.cache_from([(k[rows, :, :start_pos], v[rows, :, :start_pos]) for k, v in base.keys_values])
         batch = base.batch
-        with torch.no_grad(), self.model.arch.start_at(start_layer, resid), self.model.hooks(in_block) as session:
+        # the model's lock spans the skipped blocks too: no other thread may run a forward meanwhile
+        with (
+            torch.no_grad(),
+            self.model.lock,
+            self.model.arch.start_at(start_layer, resid),
+            self.model.hooks(in_block) as session,
+        ):
             output = self.model.call(
                 session,
                 input_ids=batch.input_ids[rows, start_pos:],
                 attention_mask=batch.attention_mask[rows],
                 position_ids=batch.position_ids[rows, start_pos:],
-                past_key_values=past,
+                **kv.cache_kwargs(past),
                 use_cache=past is not None,
                 logits_to_keep=1,
             )
