@@ -97,4 +97,4 @@ __all__ = [
     "site_name",
 ]
 
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+lazy_exports(__name__, _EXPORTS)

@@ -76,4 +76,4 @@ __all__ = [
     "relp_rules",
 ]
 
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+lazy_exports(__name__, _EXPORTS)

@@ -46,4 +46,4 @@ __all__ = [
     "save_result",
 ]
 
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+lazy_exports(__name__, _EXPORTS)
