@@ -21,8 +21,8 @@ how "a few" is decided:
   ``z * (1 + beta * |u|)`` where ``z = ReLU(pre)`` and ``u = W_dec @ grad`` is the directional
   derivative of the language-model loss along each decoder row; the kept *values* stay ``z``. So
   gradients change only *which* latents fire, preferring small-but-consequential ones. Without a
-  gradient (inference) it is plain TopK. The paper's code is unpublished: this is the reading in
-  ``algorithms.md`` section 4 (no normalisation of ``|u|``).
+  gradient (inference) it is plain TopK. The paper's code is unpublished: this reading takes
+  ``|u|`` as it is, with no normalisation.
 * **ReLU** (+ an L1 penalty in the loss): the classic dense-then-sparsified SAE.
 * **JumpReLU**: ``ReLU(pre) * (pre > threshold)`` with a per-latent threshold; inference form of
   SAELens's JumpReLU and BatchTopK SAEs, so their files load here.

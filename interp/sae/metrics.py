@@ -1,7 +1,6 @@
 """SAE quality metrics, computed on held-out token rows and accumulated in float64.
 
-Definitions (``algorithms.md`` section 9.4, ``sae-anchors.md`` section 11), over the tokens an SAE
-is meant for (special tokens and the attention-sink first position excluded):
+Definitions, over the tokens an SAE is meant for (special tokens and the attention-sink first position excluded):
 
 * **L0**: mean number of latents that fired per token, with its std and 5/50/95th percentiles
   (the spread matters for BatchTopK and top-AFA, whose count varies).
@@ -35,6 +34,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from interp.activations import ALL, extract
 from interp.interventions import Replace
 from interp.sae.sae import SAE
 from interp.sae.splice import SAESplice
@@ -182,13 +182,8 @@ def evaluate(
     """
     sites = sorted({sae.site for sae in saes.values()})
     if acts is None:
-        acts = {s: [] for s in sites}
-        for start in range(0, ids.shape[0], batch_rows):
-            batch = TokenBatch.from_ids(ids[start : start + batch_rows].to(model.device))
-            _, cache = model.run_with_cache(batch, sites=sites, device="cpu")
-            for s in sites:
-                acts[s].append(cache[s].float())
-        acts = {s: torch.cat(v) for s, v in acts.items()}
+        read = extract(model, ids, sites, ALL, max_rows=batch_rows)
+        acts = {s: read[s].float().reshape(*ids.shape, -1) for s in sites}
     results: dict[str, tuple[SAEMetrics, Tensor]] = {}
     for name, sae in saes.items():
         results[name] = reconstruction_metrics(sae, acts[sae.site][keep])
