@@ -67,7 +67,10 @@ class RowCache:
 
     complete = True
 
-    def __init__(self, acts: torch.Tensor, grads: torch.Tensor | None, n_rows: int, context_size: int) -> None:
+    def __init__(
+        self, directory: Path, acts: torch.Tensor, grads: torch.Tensor | None, n_rows: int, context_size: int
+    ) -> None:
+        self.directory = directory
         self.acts = acts.reshape(n_rows, context_size, -1)
         self.grads = grads.reshape(n_rows, context_size, -1) if grads is not None else None
 
@@ -175,7 +178,11 @@ class ActivationStore:
             budget_bytes=self.budget_bytes,
         )
         n_rows, context = self.tokens.n_rows, self.tokens.context_size
-        return {s: RowCache(read.acts[s], read.grads[s] if read.grads else None, n_rows, context) for s in self.sites}
+        assert read.cache_dirs is not None
+        return {
+            s: RowCache(read.cache_dirs[s], read.acts[s], read.grads[s] if read.grads else None, n_rows, context)
+            for s in self.sites
+        }
 
     def row_activations(
         self, rows: np.ndarray | Sequence[int]
