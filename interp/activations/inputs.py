@@ -69,7 +69,7 @@ class TokenInput:
     def sub_batch(self, lo: int, hi: int) -> TokenBatch:
         """Prompts ``lo..hi`` as a left-padded batch as wide as the longest of them."""
         if self.rows is not None:
-            return TokenBatch.from_ids(torch.from_numpy(np.asarray(self.rows[lo:hi], dtype=np.int64)))
+            return TokenBatch.from_ids(torch.from_numpy(np.array(self.rows[lo:hi], dtype=np.int64)))
         return self.batch[lo:hi]
 
     def fingerprint(self) -> str:
