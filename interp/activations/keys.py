@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import weakref
 
 import torch
 
@@ -20,33 +21,47 @@ CACHE_FORMAT = 2
 _STRIDE = 97
 
 
+def _weights_fingerprint(module: torch.nn.Module) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    stats = []
+    with torch.no_grad():
+        for name, tensor in [*module.named_parameters(), *module.named_buffers()]:
+            digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}|".encode())
+            flat = tensor.detach().reshape(-1)
+            if flat.device.type == "cpu":
+                digest.update(memoryview(flat.contiguous().view(torch.uint8).numpy()))
+            else:
+                wide = flat.to(torch.float64)
+                stats.append(torch.stack([wide.sum(), wide.square().sum(), wide[::_STRIDE].sum()]))
+    if stats:
+        digest.update(torch.stack(stats).cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+_FINGERPRINTS: weakref.WeakKeyDictionary[torch.nn.Module, tuple[tuple, str]] = weakref.WeakKeyDictionary()
+
+
 def model_identity(model: Model) -> dict:
     """Name, family, dtype, config and a fingerprint of every weight of ``model``.
 
-    The weight fingerprint holds, per parameter and buffer, its name, shape, dtype and three float64
-    reductions computed where the tensor lives (sum, sum of squares, and the sum of every 97th
-    element, which sees permutations): a fine-tune, a reload with other weights, or an edit of a
-    single weight changes it, at the cost of one read of the weights.
+    The weight fingerprint hashes every parameter and buffer: their exact bytes on the CPU; on an
+    accelerator, three float64 reductions computed in place (sum, sum of squares, and the sum of
+    every 97th element, which sees permutations), to avoid copying the weights off the device. It
+    is recomputed only when a tensor was replaced or changed in place since the last call (torch's
+    version counters), so repeated calls on one model cost nothing.
     """
-    stats, names = [], []
-    with torch.no_grad():
-        for name, tensor in [*model.hf.named_parameters(), *model.hf.named_buffers()]:
-            flat = tensor.detach().reshape(-1)
-            if not flat.is_floating_point():
-                flat = flat.to(torch.float64)
-            names.append(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}")
-            stats.append(
-                torch.stack([flat.sum(dtype=torch.float64), flat.double().square().sum(), flat[::_STRIDE].sum(dtype=torch.float64)])
-            )
-    digest = hashlib.sha256("|".join(names).encode())
-    if stats:
-        digest.update(torch.stack(stats).cpu().numpy().tobytes())
+    tensors = [*model.hf.parameters(), *model.hf.buffers()]
+    versions = tuple((id(t), t.data_ptr(), t._version) for t in tensors)
+    known = _FINGERPRINTS.get(model.hf)
+    if known is None or known[0] != versions:
+        known = (versions, _weights_fingerprint(model.hf))
+        _FINGERPRINTS[model.hf] = known
     return {
         "name": model.name,
         "family": model.arch.family,
         "dtype": str(model.dtype),
         "config": hashlib.sha256(model.hf.config.to_json_string(use_diff=False).encode()).hexdigest()[:32],
-        "weights": digest.hexdigest()[:32],
+        "weights": known[1],
     }
 
 
