@@ -111,9 +111,10 @@ def kernels() -> str:
 def _cached_tokens(cache_dir: Path) -> np.ndarray:
     """Every position >= 2 of every cached row (no attention sinks), float32, in a fixed random order."""
     meta = json.loads((cache_dir / "meta.json").read_text())
-    shape = (meta["n_rows"], meta["context_size"], meta["d"])
+    n_tokens, d = meta["shape"]
+    shape = (meta["n_rows"], n_tokens // meta["n_rows"], d)
     acts = np.memmap(cache_dir / "acts.bin", dtype=meta["dtype"], mode="r", shape=shape)
-    tokens = np.asarray(acts[:, 2:, :], dtype=np.float32).reshape(-1, meta["d"])
+    tokens = np.asarray(acts[:, 2:, :], dtype=np.float32).reshape(-1, d)
     return tokens[np.random.default_rng(0).permutation(len(tokens))]
 
 

@@ -25,6 +25,11 @@ at each site (a fresh tensor per site, written back into the forward), never wit
 on reshaped views, which is silently inert (TransformerLens PR #1750). Only the graph between the
 sites and the metric is differentiated; parameters accumulate no ``.grad``.
 
+A session can also **stop the forward early** (``stop_after_capture=True``): once every captured
+site has fired in a forward, the hook that captured the last one raises :class:`CaptureComplete`,
+so reading a middle layer costs only the blocks up to it. The caller catches it around the forward;
+the captures are complete and no later module runs.
+
 Several sites on one module (q, k and v on GPT-2's fused ``c_attn``) chain in forward order; the
 derived ``resid_mid`` reads the block's input from a stash hook registered after all others, so it
 sees the block input *after* any intervention on ``resid_pre``.
@@ -51,6 +56,14 @@ from interp.sites import Site
 
 if TYPE_CHECKING:
     from interp.model import Model
+
+
+class CaptureComplete(Exception):
+    """Raised inside a forward by a ``stop_after_capture`` session once every captured site fired.
+
+    Control flow, not an error: catch it around ``model.forward(batch, session)`` and read
+    ``session.cache``.
+    """
 
 
 @dataclass
@@ -82,6 +95,7 @@ class HookSession:
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
         grad_sites: Sequence[str] = (),
+        stop_after_capture: bool = False,
     ) -> None:
         self.model = model
         self.positions = None if positions is None else [int(p) for p in positions]
@@ -96,6 +110,12 @@ class HookSession:
             self._request(name).capture = True
         for name in grad_sites:
             self._request(name).grad = True
+        if stop_after_capture and (grad_sites or not capture):
+            raise InterventionError(
+                "stop_after_capture needs sites to capture and no gradient sites (a backward pass needs the whole forward)"
+            )
+        self.stop_after_capture = stop_after_capture
+        self._pending: set[str] = set()
         self.activations: dict[str, torch.Tensor] = {}
         self.live: dict[str, torch.Tensor] = {}
         self._stash: dict[int, torch.Tensor] = {}
@@ -172,6 +192,7 @@ class HookSession:
         self.frame = frame
         self.activations = {}
         self.live = {}
+        self._pending = {name for name, request in self.requests.items() if request.capture}
         self._stash.clear()
         self._stored.clear()
         return {name: request.fired for name, request in self.requests.items()}
@@ -257,6 +278,10 @@ class HookSession:
             if request.capture:
                 self.activations[site.name] = self._store_once(site, value)
             request.fired += 1
+            if self.stop_after_capture and request.capture:
+                self._pending.discard(site.name)
+                if not self._pending:
+                    raise CaptureComplete
             if not changed:
                 return None
             return location.write(raw, value if offset is None else value - offset)

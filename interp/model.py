@@ -128,9 +128,14 @@ class Model:
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
         grad_sites: Sequence[str] = (),
+        stop_after_capture: bool = False,
     ) -> HookSession:
-        """Context manager applying interventions and capturing sites for every forward inside."""
-        return HookSession(self, interventions, capture, positions, device, dtype, grad_sites)
+        """Context manager applying interventions and capturing sites for every forward inside.
+
+        ``stop_after_capture`` ends each forward (raising :class:`~interp.hooks.CaptureComplete`)
+        as soon as every captured site has fired.
+        """
+        return HookSession(self, interventions, capture, positions, device, dtype, grad_sites, stop_after_capture)
 
     def forward(
         self, batch: TokenBatch, session: HookSession | None = None, **hf_kwargs: Any

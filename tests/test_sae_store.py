@@ -10,7 +10,8 @@ import pytest
 import torch
 
 import interp
-from interp.sae.store import ActivationStore, model_activations
+from interp.activations import capture_batch as model_activations
+from interp.sae.store import ActivationStore
 from interp.sae.tokens import DemoSource, JsonlSource, TextSource, TokenFileSource, TokenSourceError, load_tokens, split_rows
 
 SITE = "blocks.1.hook_resid_post"

@@ -341,6 +341,15 @@ class ArchAdapter(ABC):
             return Location(self.mlp_contribution(layer), "output")
         raise UnknownSiteError(f"site kind {kind!r} has no location in the {type(self).__name__} adapter")
 
+    def module_path(self, site: Site) -> str | None:
+        """Dotted name of the module holding ``site`` in the Hugging Face model (``model.layers.3``).
+
+        For metadata that other tools read (SAELens's ``hf_hook_name``); the hook layer never needs
+        it. None when the site lives on a module outside the model's tree (attention patterns).
+        """
+        target = self.locate(site).module
+        return next((name for name, module in self.hf_model.named_modules() if module is target), None)
+
 
 def _read_logits(raw: Any) -> torch.Tensor:
     return raw.logits

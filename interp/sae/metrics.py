@@ -35,6 +35,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from interp.activations import ALL, extract
 from interp.interventions import Replace
 from interp.sae.sae import SAE
 from interp.sae.splice import SAESplice
@@ -182,13 +183,8 @@ def evaluate(
     """
     sites = sorted({sae.site for sae in saes.values()})
     if acts is None:
-        acts = {s: [] for s in sites}
-        for start in range(0, ids.shape[0], batch_rows):
-            batch = TokenBatch.from_ids(ids[start : start + batch_rows].to(model.device))
-            _, cache = model.run_with_cache(batch, sites=sites, device="cpu")
-            for s in sites:
-                acts[s].append(cache[s].float())
-        acts = {s: torch.cat(v) for s, v in acts.items()}
+        read = extract(model, ids, sites, ALL, max_rows=batch_rows)
+        acts = {s: read[s].float().reshape(*ids.shape, -1) for s in sites}
     results: dict[str, tuple[SAEMetrics, Tensor]] = {}
     for name, sae in saes.items():
         results[name] = reconstruction_metrics(sae, acts[sae.site][keep])

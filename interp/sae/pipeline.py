@@ -55,11 +55,6 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _module_path(model, site: str) -> str | None:
-    target = model.arch.locate(model.site(site)).module
-    return next((name for name, module in model.hf.named_modules() if module is target), None)
-
-
 def build_saes(config: TrainConfig, model, store: ActivationStore) -> dict[str, SAE]:
     """Freshly initialised SAEs for every spec, with the metadata SAELens files carry."""
     source = config.data.source.model_dump()
@@ -71,7 +66,7 @@ def build_saes(config: TrainConfig, model, store: ActivationStore) -> dict[str, 
             "dataset_path": source.get("kind") if source.get("kind") == "demo" else str(source),
             "exclude_special_tokens": config.data.exclude_special_tokens,
             "skip_first_positions": config.data.skip_first_positions,
-            "hf_hook_name": _module_path(model, spec.site),
+            "hf_hook_name": model.arch.module_path(model.site(spec.site)),
         }
         sae_config = SAEConfig(
             d_in=store.d[spec.site],

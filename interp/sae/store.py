@@ -6,9 +6,9 @@ turns packed token rows (:mod:`interp.sae.tokens`) into such a stream:
 
 1. **Rows in random order.** Each epoch visits the training rows in a fresh permutation
    (seeded by ``(seed, epoch)``).
-2. **A shuffle buffer.** Rows are taken ``buffer_rows`` at a time; their activations are computed
-   (one truncated forward pass per model batch, capturing every requested site at once, so several
-   SAEs on several layers share the cost), the positions to skip are dropped (special tokens and
+2. **A shuffle buffer.** Rows are taken ``buffer_rows`` at a time; their activations are read
+   through :func:`interp.activations.extract` (every token of the rows, every requested site in one
+   forward, so several SAEs on several layers share the cost), the positions to skip are dropped (special tokens and
    the attention-sink first positions, see :meth:`TokenRows.keep_mask`), and the remaining tokens
    are permuted (seeded by ``(seed, epoch, chunk)``).
 3. **Batches** are consecutive slices of ``batch_size`` tokens of that stream, crossing chunk
@@ -20,25 +20,21 @@ from the token ids alone, without the model). That is what makes killed training
 the state an uninterrupted run reaches (SAELens instead re-iterates its dataset; sparsify skips rows
 but does not shuffle tokens across documents).
 
-**The forward is truncated**: a hook after the last block any requested site lives in raises, so a
-middle-layer SAE pays for half the model (SAELens's ``stop_at_layer``). For g-SAE training the store
-also captures the gradient of the language-model loss (summed next-token cross-entropy) at each site,
-which needs the full forward and a backward pass.
+**The forward is truncated** after the last requested site, so a middle-layer SAE pays for half the
+model (SAELens's ``stop_at_layer``). For g-SAE training the store also reads the gradient of the
+language-model loss (summed next-token cross-entropy) at each site, which needs the full forward and
+a backward pass.
 
-**Disk cache**: with ``cache=True``, activations of every row are computed once, in row order,
-into ``<cache root>/activations/<key>/`` as raw ``numpy.memmap`` arrays (``acts.bin``, and
-``grads.bin`` when asked) described by ``meta.json`` (shape, dtype, model, site, token
-fingerprint, rows done). The key hashes everything the numbers depend on, so a second run with the
-same model, site and tokens reuses the cache, and an interrupted cache build continues where it
-stopped. Nothing is pickled. float16 halves the disk cost (1,152 bytes per token at d_model 576);
-the middle residual of SmolLM2 stays far inside its range.
+**Disk cache**: with ``cache=True``, activations of every row are computed once, in row order, into
+the shared activation cache of :mod:`interp.activations` (one memory-mapped array per site, keyed by
+the model's identity, the site, the token fingerprint and the options; published by a rename when
+complete; an interrupted build continues where it stopped). A second run with the same model, site
+and tokens reuses it. float16 halves the disk cost (1,152 bytes per token at d_model 576); the middle
+residual of SmolLM2 stays far inside its range.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,20 +44,13 @@ import numpy as np
 import torch
 from jaxtyping import Float
 
+from interp.activations import ALL, DEFAULT_BUDGET_BYTES, extract
 from interp.errors import InterpError
-from interp.models.gguf import default_cache_root
 from interp.sae.tokens import TokenRows
-from interp.tokenize import TokenBatch
-
-CACHE_FORMAT = 1
 
 
 class StoreError(InterpError, ValueError):
     """An activation store asked for something it cannot provide."""
-
-
-class _StopForward(Exception):
-    """Raised by the truncation hook once every requested site has been captured."""
 
 
 @dataclass
@@ -73,122 +62,25 @@ class ActivationBatch:
     grads: dict[str, Float[torch.Tensor, "batch d"]] | None
 
 
-def _last_layer(model, sites: Sequence[str]) -> int | None:
-    layers = []
-    for name in sites:
-        site = model.site(name)
-        if site.layer is None:
-            return None
-        layers.append(site.layer)
-    return max(layers)
+class RowCache:
+    """One site's cached activations (and gradients) seen as ``(n_rows, context_size, d)`` rows."""
 
+    complete = True
 
-def _stop(module: torch.nn.Module, args: object, output: object) -> None:
-    raise _StopForward
-
-
-def lm_loss_sum(ids: torch.Tensor):
-    """A metric for ``run_with_cache(grads=...)``: next-token cross-entropy summed over tokens."""
-
-    def metric(logits: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.cross_entropy(
-            logits[:, :-1].flatten(0, 1).float(), ids[:, 1:].flatten().to(logits.device), reduction="sum"
-        )
-
-    return metric
-
-
-def model_activations(
-    model, sites: Sequence[str], ids: torch.Tensor, with_grads: bool = False
-) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
-    """Activations (and optionally LM-loss gradients) at ``sites`` for rows of token ids, on CPU."""
-    batch = TokenBatch.from_ids(ids.to(model.device))
-    if with_grads:
-        _, cache = model.run_with_cache(batch, sites=list(sites), grads=lm_loss_sum(batch.input_ids), device="cpu")
-        return {s: cache[s].float() for s in sites}, {s: cache.grads[s].float() for s in sites}
-    last = _last_layer(model, sites)
-    with torch.no_grad(), model.hooks(capture=list(sites), device="cpu") as session:
-        handle = model.arch.layers()[last].register_forward_hook(_stop) if last is not None else None
-        try:
-            model.forward(batch, session)
-        except _StopForward:
-            pass
-        finally:
-            if handle is not None:
-                handle.remove()
-        captured = session.cache
-        return {s: captured[s].float() for s in sites}, None
-
-
-def _atomic_json(path: Path, value: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(value, indent=2))
-    os.replace(tmp, path)
-
-
-class DiskCache:
-    """Activations of every row of a token set at one site, as a memory-mapped array on disk."""
-
-    def __init__(self, directory: Path, meta: dict) -> None:
+    def __init__(
+        self, directory: Path, acts: torch.Tensor, grads: torch.Tensor | None, n_rows: int, context_size: int
+    ) -> None:
         self.directory = directory
-        self.meta = meta
-        shape = (meta["n_rows"], meta["context_size"], meta["d"])
-        mode = "r" if meta["rows_done"] == meta["n_rows"] else "r+"
-        self.acts = np.memmap(directory / "acts.bin", dtype=meta["dtype"], mode=mode, shape=shape)
-        self.grads = np.memmap(directory / "grads.bin", dtype=meta["dtype"], mode=mode, shape=shape) if meta["with_grads"] else None
-
-    @property
-    def complete(self) -> bool:
-        return self.meta["rows_done"] == self.meta["n_rows"]
-
-    @classmethod
-    def open(cls, root: Path, identity: dict, n_rows: int, context_size: int, d: int) -> DiskCache:
-        """Open (or create) the cache for ``identity`` (model, site, tokens, dtype, grads)."""
-        key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
-        directory = root / key
-        meta_path = directory / "meta.json"
-        if meta_path.is_file():
-            meta = json.loads(meta_path.read_text())
-            if meta.get("format") != CACHE_FORMAT or meta.get("identity") != identity:
-                raise StoreError(f"activation cache {directory} does not match its key; delete it")
-            return cls(directory, meta)
-        directory.mkdir(parents=True, exist_ok=True)
-        meta = {
-            "format": CACHE_FORMAT,
-            "identity": identity,
-            "n_rows": n_rows,
-            "context_size": context_size,
-            "d": d,
-            "dtype": identity["dtype"],
-            "with_grads": identity["with_grads"],
-            "rows_done": 0,
-        }
-        for name in ["acts.bin"] + (["grads.bin"] if identity["with_grads"] else []):
-            np.memmap(directory / name, dtype=meta["dtype"], mode="w+", shape=(n_rows, context_size, d)).flush()
-        _atomic_json(meta_path, meta)
-        return cls(directory, meta)
-
-    def write(self, start: int, acts: torch.Tensor, grads: torch.Tensor | None) -> None:
-        """Store rows ``start..start+len(acts)`` (in order) and record them as done."""
-        stop = start + acts.shape[0]
-        self.acts[start:stop] = acts.numpy().astype(self.meta["dtype"])
-        if self.grads is not None and grads is not None:
-            self.grads[start:stop] = grads.numpy().astype(self.meta["dtype"])
-        self.acts.flush()
-        if self.grads is not None:
-            self.grads.flush()
-        self.meta["rows_done"] = stop
-        _atomic_json(self.directory / "meta.json", self.meta)
+        self.acts = acts.reshape(n_rows, context_size, -1)
+        self.grads = grads.reshape(n_rows, context_size, -1) if grads is not None else None
 
     def read(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Activations (and gradients) of some rows, as float32 tensors, in the order given."""
         order = np.argsort(rows)
-        inverse = np.empty_like(order)
-        inverse[order] = np.arange(len(order))
-        acts = torch.from_numpy(np.asarray(self.acts[rows[order]], dtype=np.float32))[inverse]
-        grads = None
-        if self.grads is not None:
-            grads = torch.from_numpy(np.asarray(self.grads[rows[order]], dtype=np.float32))[inverse]
+        inverse = torch.from_numpy(np.argsort(order))
+        index = torch.from_numpy(np.asarray(rows)[order])
+        acts = self.acts[index].float()[inverse]
+        grads = self.grads[index].float()[inverse] if self.grads is not None else None
         return acts, grads
 
 
@@ -210,6 +102,7 @@ class ActivationStore:
         cache_dir: the cache root (default ``$INTERP_CACHE_DIR/activations`` or ``~/.cache/interp/activations``).
         cache_dtype: storage dtype of the cache.
         progress: a callable ``(done_rows, total_rows)`` called while a cache is built.
+        budget_bytes: memory budget of one model forward (rows per forward: at most ``model_batch_size``).
     """
 
     def __init__(
@@ -229,6 +122,7 @@ class ActivationStore:
         cache_dir: str | Path | None = None,
         cache_dtype: Literal["float16", "float32"] = "float16",
         progress=None,
+        budget_bytes: int = DEFAULT_BUDGET_BYTES,
     ) -> None:
         if not sites:
             raise StoreError("an activation store needs at least one site")
@@ -245,12 +139,11 @@ class ActivationStore:
         self.exclude_special = exclude_special
         self.skip_first = skip_first
         self.with_grads = with_grads
+        self.budget_bytes = budget_bytes
         self.d = {s: self._width(s) for s in self.sites}
-        self.caches: dict[str, DiskCache] | None = None
+        self.caches: dict[str, RowCache] | None = None
         if cache:
-            root = Path(cache_dir) if cache_dir is not None else default_cache_root() / "activations"
-            self.caches = self._open_caches(root, cache_dtype)
-            self.build_cache(progress)
+            self.caches = self._cached(cache_dir, cache_dtype, progress)
         keep = self.keep_mask(self.tokens.rows(self.train_rows))
         self.tokens_per_epoch = int(keep.sum())
         if self.tokens_per_epoch == 0:
@@ -268,34 +161,28 @@ class ActivationStore:
     def keep_mask(self, ids: torch.Tensor) -> torch.Tensor:
         return self.tokens.keep_mask(ids, self.exclude_special, self.skip_first)
 
-    def _open_caches(self, root: Path, dtype: str) -> dict[str, DiskCache]:
-        caches = {}
-        for site in self.sites:
-            identity = {
-                "model": self.model.name,
-                "model_dtype": str(self.model.dtype),
-                "site": site,
-                "tokens": self.tokens.fingerprint,
-                "context_size": self.tokens.context_size,
-                "dtype": dtype,
-                "with_grads": self.with_grads,
-            }
-            caches[site] = DiskCache.open(root, identity, self.tokens.n_rows, self.tokens.context_size, self.d[site])
-        return caches
-
-    def build_cache(self, progress=None) -> None:
-        """Fill the disk caches (all rows, in order), continuing an interrupted build."""
-        assert self.caches is not None
-        start = min(cache.meta["rows_done"] for cache in self.caches.values())
-        total = self.tokens.n_rows
-        for begin in range(start, total, self.model_batch_size):
-            stop = min(total, begin + self.model_batch_size)
-            acts, grads = model_activations(self.model, self.sites, self.tokens.rows(slice(begin, stop)), self.with_grads)
-            for site, cache in self.caches.items():
-                if cache.meta["rows_done"] <= begin:
-                    cache.write(begin, acts[site], grads[site] if grads else None)
-            if progress is not None:
-                progress(stop, total)
+    def _cached(self, cache_dir: str | Path | None, dtype: str, progress) -> dict[str, RowCache]:
+        """Every row's activations from the disk cache, computing (or finishing) it first if needed."""
+        read = extract(
+            self.model,
+            self.tokens.ids,
+            self.sites,
+            ALL,
+            max_rows=self.model_batch_size,
+            lm_loss_grads=self.with_grads,
+            cache=True,
+            cache_dir=cache_dir,
+            cache_dtype=dtype,
+            data_key=self.tokens.fingerprint,
+            progress=progress,
+            budget_bytes=self.budget_bytes,
+        )
+        n_rows, context = self.tokens.n_rows, self.tokens.context_size
+        assert read.cache_dirs is not None
+        return {
+            s: RowCache(read.cache_dirs[s], read.acts[s], read.grads[s] if read.grads else None, n_rows, context)
+            for s in self.sites
+        }
 
     def row_activations(
         self, rows: np.ndarray | Sequence[int]
@@ -309,12 +196,19 @@ class ActivationStore:
                 if grads is not None:
                     grads[site] = g
             return acts, grads
-        parts = [
-            model_activations(self.model, self.sites, self.tokens.rows(rows[i : i + self.model_batch_size]), self.with_grads)
-            for i in range(0, len(rows), self.model_batch_size)
-        ]
-        acts = {s: torch.cat([p[0][s] for p in parts]) for s in self.sites}
-        grads = {s: torch.cat([p[1][s] for p in parts]) for s in self.sites} if self.with_grads else None
+        ids = self.tokens.rows(rows)
+        read = extract(
+            self.model,
+            ids,
+            self.sites,
+            ALL,
+            budget_bytes=self.budget_bytes,
+            max_rows=self.model_batch_size,
+            lm_loss_grads=self.with_grads,
+        )
+        shape = (*ids.shape, -1)
+        acts = {s: read.acts[s].float().reshape(shape) for s in self.sites}
+        grads = {s: read.grads[s].float().reshape(shape) for s in self.sites} if read.grads is not None else None
         return acts, grads
 
     # --- the stream --------------------------------------------------------------------------
