@@ -37,6 +37,7 @@ PLUGIN = Path(__file__).resolve().parents[1] / "interp" / "sae" / "saelens_plugi
 
 def write_ours(root: Path) -> None:
     from interp.sae.activations import BatchTopKConfig, GSAEConfig, ReLUConfig, TopAFAConfig, TopKConfig
+    from interp.sae.io import save_sae
     from interp.sae.sae import SAE, SAEConfig
 
     specs = {
@@ -62,7 +63,7 @@ def write_ours(root: Path) -> None:
             if name == "batchtopk":
                 sae.activation.threshold.fill_(0.3)
         sae.eval()
-        sae.save(root / name)
+        save_sae(sae, root / name)
         encoded = sae.encode_detailed(x)
         save_file(
             {"x": x, "latents": encoded.latents.dense().detach().contiguous(), "recon": sae(x).detach().contiguous()},

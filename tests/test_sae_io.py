@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 import interp.sae as sae_pkg
 from interp.sae import SAE, BatchTopKConfig, GSAEConfig, ReLUConfig, SAEConfig, SAEFormatError, TopAFAConfig, TopKConfig
-from interp.sae.io import SAE_LENS_FORMAT_VERSION, export_sparsify, load_sparsity, site_of_hookpoint
+from interp.sae.io import SAE_LENS_FORMAT_VERSION, export_sparsify, load_sparsity, save_sae, site_of_hookpoint
 
 FIXTURES = Path(__file__).parent / "fixtures" / "sae"
 WRITTEN_BY_PACKAGES = [
@@ -48,7 +48,7 @@ def test_save_load_round_trip_is_exact(tmp_path: Path, activation, normalize: st
         with torch.no_grad():
             sae.activation.threshold.fill_(0.25)
     sparsity = torch.linspace(-5, 0, 48)
-    sae.save(tmp_path / "sae", sparsity=sparsity)
+    save_sae(sae, tmp_path / "sae", sparsity=sparsity)
     loaded = sae_pkg.load(tmp_path / "sae")
     assert loaded.config == sae.config
     for key, value in sae.state_dict().items():
@@ -59,7 +59,7 @@ def test_save_load_round_trip_is_exact(tmp_path: Path, activation, normalize: st
 
 
 def test_saelens_config_avoids_the_known_traps(tmp_path: Path):
-    random_sae(TopKConfig(k=7)).save(tmp_path / "topk")
+    save_sae(random_sae(TopKConfig(k=7)), tmp_path / "topk")
     cfg = json.loads((tmp_path / "topk" / "cfg.json").read_text())
     assert cfg["architecture"] == "topk" and cfg["k"] == 7  # without k SAELens silently uses 100
     assert cfg["metadata"]["sae_lens_version"] == SAE_LENS_FORMAT_VERSION  # without it hook_name is dropped
@@ -67,10 +67,10 @@ def test_saelens_config_avoids_the_known_traps(tmp_path: Path):
     assert cfg["rescale_acts_by_decoder_norm"] is False and cfg["normalize_activations"] == "none"
     weights = load_file(str(tmp_path / "topk" / "sae_weights.safetensors"))
     assert {k: tuple(v.shape) for k, v in weights.items()} == {"W_enc": (16, 48), "b_enc": (48,), "W_dec": (48, 16), "b_dec": (16,)}
-    random_sae(BatchTopKConfig(k=3)).save(tmp_path / "btk")
+    save_sae(random_sae(BatchTopKConfig(k=3)), tmp_path / "btk")
     cfg = json.loads((tmp_path / "btk" / "cfg.json").read_text())
     assert cfg["architecture"] == "jumprelu" and "threshold" in load_file(str(tmp_path / "btk" / "sae_weights.safetensors"))
-    random_sae(TopAFAConfig(k_max=None)).save(tmp_path / "afa")
+    save_sae(random_sae(TopAFAConfig(k_max=None)), tmp_path / "afa")
     assert json.loads((tmp_path / "afa" / "cfg.json").read_text())["architecture"] == "top_afa"
 
 
@@ -92,7 +92,7 @@ def test_fixture_versions_are_recorded():
 
 def test_pre6_saelens_config_is_upgraded(tmp_path: Path):
     sae = random_sae(TopKConfig(k=5))
-    sae.save(tmp_path / "old")
+    save_sae(sae, tmp_path / "old")
     cfg = json.loads((tmp_path / "old" / "cfg.json").read_text())
     old = {
         "d_in": 16, "d_sae": 48, "dtype": "float32", "device": "cpu", "apply_b_dec_to_input": True,
@@ -108,7 +108,7 @@ def test_pre6_saelens_config_is_upgraded(tmp_path: Path):
 
 
 def test_missing_k_warns_like_saelens_defaults(tmp_path: Path):
-    random_sae(TopKConfig(k=5)).save(tmp_path / "nok")
+    save_sae(random_sae(TopKConfig(k=5)), tmp_path / "nok")
     cfg = json.loads((tmp_path / "nok" / "cfg.json").read_text())
     del cfg["k"], cfg["metadata"]["interp"]
     (tmp_path / "nok" / "cfg.json").write_text(json.dumps(cfg))
@@ -117,7 +117,7 @@ def test_missing_k_warns_like_saelens_defaults(tmp_path: Path):
 
 
 def test_unsupported_files_are_refused_with_reasons(tmp_path: Path):
-    random_sae(TopKConfig(k=5)).save(tmp_path / "s")
+    save_sae(random_sae(TopKConfig(k=5)), tmp_path / "s")
     cfg = json.loads((tmp_path / "s" / "cfg.json").read_text())
     del cfg["metadata"]["interp"]
     for key, value, match in [

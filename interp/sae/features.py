@@ -145,17 +145,9 @@ def logit_effects(
     sae: SAE, model, n_logits: int = 10
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Top and bottom ``n_logits`` direct logit effects of every decoder row (see the module docstring)."""
-    norm = model.arch.final_norm()
-    W_U = model.hf.get_output_embeddings().weight.detach().float().cpu()
-    directions = sae.W_dec.detach().float().cpu()
-    if isinstance(norm, torch.nn.LayerNorm) or "LayerNorm" in type(norm).__name__:
-        directions = directions - directions.mean(dim=1, keepdim=True)
-    weight = getattr(norm, "weight", None)
-    if weight is not None:
-        gain = weight.detach().float().cpu()
-        if "Gemma" in type(norm).__name__:
-            gain = 1 + gain
-        directions = directions * gain
+    norm = model.arch.norm(model.arch.final_norm())
+    W_U = model.arch.unembedding().detach().float().cpu()
+    directions = norm.linear_part(sae.W_dec.detach().float()).cpu()
     parts = ([], [], [], [])
     for start in range(0, directions.shape[0], LOGIT_CHUNK):
         logits = directions[start : start + LOGIT_CHUNK] @ W_U.t()

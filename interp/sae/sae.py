@@ -187,17 +187,3 @@ class SAE(nn.Module):
             return
         parallel = (self.W_dec.grad * self.W_dec).sum(dim=1, keepdim=True)
         self.W_dec.grad.sub_(parallel * self.W_dec)
-
-    # --- disk --------------------------------------------------------------------------------
-    def save(self, path: str | Path, sparsity: Tensor | None = None) -> Path:
-        """Write SAELens's layout (``cfg.json`` + ``sae_weights.safetensors``) to the directory ``path``."""
-        from interp.sae.io import save_sae
-
-        return save_sae(self, path, sparsity=sparsity)
-
-    @classmethod
-    def load(cls, path: str | Path, device: torch.device | str = "cpu") -> SAE:
-        """Read an SAE saved by us, by SAELens, or by sparsify (see :func:`interp.sae.io.load`)."""
-        from interp.sae.io import load
-
-        return load(path, device=device)

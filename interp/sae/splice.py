@@ -85,7 +85,7 @@ class SAESplice(Intervention):
     def to_dict(self, tensor_prefix: str) -> tuple[dict[str, Any], dict[str, Tensor]]:
         raise InterventionError(
             "an SAE splice holds a live SAE and is not saved with the interventions; save the SAE with "
-            "SAE.save(path) and rebuild the splice after loading it with interp.sae.load(path)"
+            "interp.sae.save_sae(sae, path) and rebuild the splice after loading it with interp.sae.load(path)"
         )
 
 
