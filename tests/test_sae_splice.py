@@ -97,7 +97,7 @@ def test_mask_limits_the_splice(model):
 
 def test_splice_refuses_to_serialise_and_wrong_sites(model):
     sae = random_sae(model.dims.d_model)
-    with pytest.raises(InterventionError, match="SAE.save"):
+    with pytest.raises(InterventionError, match="save_sae"):
         interp.save_interventions([splice(sae)], "/tmp/never-written")
     with pytest.raises(InterventionError, match="cannot be spliced"):
         model.run(PROMPTS, [splice(sae, site="blocks.0.mlp.hook_post")])
