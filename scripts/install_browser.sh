@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install Debian's chromium for the app's browser test (tests/test_app_browser.py) and
+# Install Debian's chromium for the app's browser test (tests/app/test_browser.py) and
 # scripts/screenshots.py. Playwright drives it through its executable path: Playwright's own browser
 # downloads are impossible here. Idempotent; run as root (CI) or with sudo available.
 set -euo pipefail

@@ -11,7 +11,7 @@ in a separate virtual environment (the fixtures are committed, so this is only n
 Each fixture is a directory the package itself wrote (SAELens ``save_model`` /
 ``save_inference_model``, sparsify ``SparseCoder.save_to_disk``) plus ``expected.safetensors``:
 a fixed input ``x`` and the package's own latents and reconstruction of it, which
-``tests/test_sae_io.py`` compares with ours. Sizes are tiny (d_in 16, d_sae 64) to keep the
+``tests/sae/test_io.py`` compares with ours. Sizes are tiny (d_in 16, d_sae 64) to keep the
 fixtures a few kilobytes. This script imports only torch, safetensors, sae_lens and sparsify.
 """
 

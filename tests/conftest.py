@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -27,6 +28,16 @@ def tiny(request: pytest.FixtureRequest) -> interp.Model:
 @pytest.fixture(params=TINY_MODELS)
 def tiny64(request: pytest.FixtureRequest) -> interp.Model:
     return interp.load_model(request.param, dtype=torch.float64)
+
+
+@pytest.fixture()
+def one_thread() -> Iterator[None]:
+    """Run a test on one torch thread: tiny models run far faster on one thread than on two contended
+    ones (no OpenMP barrier waits). Directories of such tests use it in their own conftest."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,18 @@ classes itself:
 
 :func:`adapter_for` picks the adapter from ``config.model_type``. Adding a family means writing the
 module getters of :class:`~interp.arch.base.ArchAdapter` for its module tree; a new backend fills
-the same methods over its own modules.
+the same methods over its own modules. The seam is shaped for the other libraries' models:
+
+* an nnsight ``LanguageModel`` wraps a Hugging Face model, and its envoys proxy that model's
+  modules, so the family adapters apply to the wrapped model as they are;
+* a TransformerLens 4 ``TransformerBridge`` wraps each Hugging Face module in a component that keeps
+  the ``original_component`` and adds ``hook_in``/``hook_out`` hook points; a ``HookedTransformer``
+  has one hook point per site. Either fills ``locate`` with hook points (a module whose output is
+  the site), ``start_at`` with its own ``start_at_layer``, ``norms``/``unembed`` with its norm and
+  unembedding modules.
+
+Knowledge of transformers' calling conventions (the KV cache keyword, :mod:`interp.arch.kv`; the
+attention implementation, ``use_attention``) lives here too.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ very same tokens). Each has its own Adam and dead-latent counters.
 **Checkpoints** hold, in one safetensors file written atomically, every SAE's parameters and
 buffers, Adam's moments and step counts, the dead-latent counters and the step number; with the
 store's position-seeded stream that is the whole state, so a killed run resumed from its last
-checkpoint continues bit for bit as the uninterrupted run would have (``tests/test_sae_train.py``).
+checkpoint continues bit for bit as the uninterrupted run would have (``tests/sae/test_train.py``).
 """
 
 from __future__ import annotations

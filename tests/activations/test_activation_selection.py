@@ -12,13 +12,6 @@ from tests.conftest import PROMPTS, no_hooks_left
 SITES = ["blocks.0.hook_resid_post", "blocks.1.attn.hook_z", "blocks.1.hook_mlp_out"]
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def reference(model: interp.Model):
     batch = model.to_tokens(PROMPTS)

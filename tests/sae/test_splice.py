@@ -14,13 +14,6 @@ SITE = "blocks.1.hook_resid_post"
 PROMPTS = ["When Mary and John went to the store, John gave a drink to", "Then, Alice and Bob had a long talk at the park"]
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def model() -> interp.Model:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-import interp
 from interp.runs import RunStore
 from interp.sae import SAE, SAEConfig, TopKConfig, feature_stats
 from interp.sae.features import HIST_BINS, logit_effects, save_features
@@ -13,17 +12,6 @@ from interp.sae.features import HIST_BINS, logit_effects, save_features
 SITE = "blocks.1.hook_resid_post"
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def model() -> interp.Model:
-    return interp.load_model("tiny-llama")
 
 
 def test_streaming_top_k_matches_brute_force(model):

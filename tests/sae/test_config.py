@@ -5,14 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from interp.config import ConfigError, load_config, validate
 from interp.sae import TrainConfig
 from interp.sae.cli import app
 
-DATA = Path(__file__).parents[1] / "data"
+DATA = Path(__file__).resolve().parents[2] / "data"
 MINIMAL = {"training_tokens": 8192, "saes": [{"name": "a", "site": "blocks.15.hook_resid_post", "d_sae": 64, "activation": {"kind": "topk", "k": 8}}]}
 
 
@@ -69,19 +68,12 @@ def test_cli_check_info_and_errors(tmp_path: Path):
     bad.write_text("training_tokens: 100000\nsaes: []\nstore: {bach_size: 3}\n")
     result = runner.invoke(app, ["train", str(bad)])
     assert result.exit_code == 2 and "store.bach_size: unknown key" in result.output
-    result = runner.invoke(app, ["info", str(Path(__file__).parent / "fixtures" / "sae" / "saelens_topk")])
+    result = runner.invoke(app, ["info", str(Path(__file__).resolve().parents[1] / "fixtures" / "sae" / "saelens_topk")])
     assert result.exit_code == 0 and '"k": 6' in result.output
 
 
-@pytest.fixture()
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
-
-def test_cli_trains_a_tiny_config(tmp_path: Path, single_thread):
+def test_cli_trains_a_tiny_config(tmp_path: Path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n\n\n".join(f"Alice and Bob went to the garden, and Bob gave a ring to Alice, time {i}." for i in range(40)))
     config = tmp_path / "c.yaml"

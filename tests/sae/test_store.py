@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-import interp
 from interp.activations import capture_batch as model_activations
 from interp.sae.store import ActivationStore
 from interp.sae.tokens import DemoSource, JsonlSource, TextSource, TokenFileSource, TokenSourceError, load_tokens, split_rows
@@ -17,17 +16,6 @@ from interp.sae.tokens import DemoSource, JsonlSource, TextSource, TokenFileSour
 SITE = "blocks.1.hook_resid_post"
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def model() -> interp.Model:
-    return interp.load_model("tiny-llama")
 
 
 @pytest.fixture()

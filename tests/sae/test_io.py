@@ -13,7 +13,7 @@ import interp.sae as sae_pkg
 from interp.sae import SAE, BatchTopKConfig, GSAEConfig, ReLUConfig, SAEConfig, SAEFormatError, TopAFAConfig, TopKConfig
 from interp.sae.io import SAE_LENS_FORMAT_VERSION, export_sparsify, load_sparsity, save_sae, site_of_hookpoint
 
-FIXTURES = Path(__file__).parent / "fixtures" / "sae"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "sae"
 WRITTEN_BY_PACKAGES = [
     "saelens_topk",
     "saelens_topk_rescaled",

@@ -12,13 +12,6 @@ from interp.patching import Cell, patch_cells, patch_sweep
 from interp.tasks import ioi_task
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def test_one_left_step_is_atp() -> None:
     model = interp.load_model("tiny-qwen2", dtype=torch.float64)

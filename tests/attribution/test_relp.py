@@ -22,13 +22,6 @@ from interp.tasks import get_metric, ioi_task
 RULE_SETS = [RelPRules(), RelPRules.conservative(), RelPRules(attention="attnlrp")]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def no_hooks_left(model: interp.Model) -> bool:
     return all(not (m._forward_hooks or m._forward_pre_hooks or m._backward_hooks) for m in model.hf.modules())
@@ -140,7 +133,7 @@ def test_attention_rules_route_relevance_through_values() -> None:
 
 def test_relp_with_qk_fix() -> None:
     """RelP's QK fix: rules off it is AtP + QK fix; on a linear tail it is exact for the last layer's q and k."""
-    from test_attribution import linear_tail
+    from tests.attribution.test_atp import linear_tail
 
     model = interp.load_model("tiny-qwen3", dtype=torch.float64)
     task = ioi_task(model, n=3, seed=4)

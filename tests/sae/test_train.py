@@ -16,13 +16,6 @@ from interp.sae.store import ActivationBatch
 from interp.sae.trainer import learning_rate
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 D, N_FEATURES, ACTIVE = 32, 64, 3
 TRUTH = torch.nn.functional.normalize(torch.randn(N_FEATURES, D, generator=torch.Generator().manual_seed(0)), dim=1)

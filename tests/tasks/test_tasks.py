@@ -31,7 +31,7 @@ from interp.tasks import (
 from interp.tasks import ioi
 from interp.tokenize import encode
 
-EXAMPLE_PAIRS = Path(__file__).resolve().parents[1] / "data" / "pairs_example.jsonl"
+EXAMPLE_PAIRS = Path(__file__).resolve().parents[2] / "data" / "pairs_example.jsonl"
 
 
 @pytest.fixture(scope="module")

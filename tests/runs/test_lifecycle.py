@@ -37,13 +37,6 @@ ig: {steps: 2}
 """
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def interrupt_after(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str, calls: int,
                     when: Callable[..., bool] = lambda *a, **k: True) -> None:

@@ -33,7 +33,7 @@ from interp.runs import RunStore
 from interp.sae import TrainConfig, train
 from interp.tasks import ioi_task
 
-ENTRY = str(Path(__file__).resolve().parent.parent / "app" / "Home.py")
+ENTRY = str(Path(__file__).resolve().parents[2] / "app" / "Home.py")
 PAGES = ["views/overview.py", "views/patching.py", "views/attribution.py", "views/sae.py"]
 TIMEOUT = 60
 

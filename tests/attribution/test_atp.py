@@ -51,14 +51,6 @@ def linear_tail(model: interp.Model, drop_last_mlp: bool = False) -> interp.Mode
     return model
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run 100x faster on one thread than on two contended ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _max_error(estimate, exact) -> float:
     return float((estimate.values - exact.values).abs().max())

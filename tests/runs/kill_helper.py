@@ -1,6 +1,6 @@
-"""A slow, deterministic sweep for tests/test_runs.py's kill test (not a test module itself).
+"""A slow, deterministic sweep for tests/runs/test_store.py's kill test (not a test module itself).
 
-``python runs_kill_helper.py ROOT RUN_ID N SLEEP`` creates run ``RUN_ID`` under ``ROOT`` (or resumes
+``python kill_helper.py ROOT RUN_ID N SLEEP`` creates run ``RUN_ID`` under ``ROOT`` (or resumes
 it) and writes shards ``0..N-1`` of group ``"cells"``, printing each index on its own flushed line
 once the shard is written and sleeping ``SLEEP`` seconds between shards, so that the test can
 SIGKILL it part-way and then finish the sweep in-process. Every shard's content depends only on its

@@ -11,14 +11,6 @@ from interp.sae.kernels import dense_decode, sparse_decode, sparse_encode
 from interp.sae.losses import sae_loss
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny ops on a shared 2-core CPU run far faster on one thread (no OpenMP barrier waits)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def make(activation, d_in: int = 16, d_sae: int = 64, seed: int = 0, **kw) -> SAE:
     sae = SAE.create(SAEConfig(d_in=d_in, d_sae=d_sae, activation=activation, **kw), seed=seed)

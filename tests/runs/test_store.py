@@ -35,8 +35,8 @@ from interp.runs import (
     default_runs_root,
 )
 
-HELPER = Path(__file__).with_name("runs_kill_helper.py")
-_spec = importlib.util.spec_from_file_location("runs_kill_helper", HELPER)
+HELPER = Path(__file__).with_name("kill_helper.py")
+_spec = importlib.util.spec_from_file_location("kill_helper", HELPER)
 helper = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(helper)
 

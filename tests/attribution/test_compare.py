@@ -46,13 +46,6 @@ relp: {attention: cp}
 """
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def test_compare_reports_agreement_and_round_trips_through_the_store(tmp_path: Path) -> None:
     model = interp.load_model("tiny-gpt2", dtype=torch.float64)
@@ -130,7 +123,7 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
     path.write_text("sweeps: [{sweep: resid_pre}, {sweep: resid_pre}]\n")
     with pytest.raises(ConfigError, match="more than once"):
         load_config(path, AttributionConfig)
-    shipped = load_config(Path(__file__).parent.parent / "data" / "ioi_attribution.yaml", AttributionConfig)
+    shipped = load_config(Path(__file__).resolve().parents[2] / "data" / "ioi_attribution.yaml", AttributionConfig)
     assert shipped.task.n >= 32 and shipped.methods
 
 
