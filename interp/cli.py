@@ -1,6 +1,7 @@
 """The ``interp`` command line: batch patching sweeps, the runs store, and the demo.
 
-Sub-commands that belong to one method live next to its code and are mounted here.
+Sub-commands that belong to one method live next to its code and are mounted here. Every command's
+errors end in one line (:mod:`interp.cli_errors`); ``interp --debug COMMAND`` shows the traceback.
 """
 
 from __future__ import annotations
@@ -12,11 +13,23 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from interp.cli_options import DeviceOption, DtypeOption, ResumeOption, RunsOption, SetOption, fail, overrides
+from interp.cli_errors import DEBUG_KEY, ErrorHandlingGroup
+from interp.cli_options import (
+    DebugOption, DeviceOption, DtypeOption, ResumeOption, RunsOption, SetOption, fail, overrides,
+)
 from interp.errors import InterpError
 
-app = typer.Typer(help="Mechanistic interpretability workbench.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    cls=ErrorHandlingGroup, help="Mechanistic interpretability workbench.", no_args_is_help=True,
+    add_completion=False, pretty_exceptions_enable=False,
+)
 console = Console()
+
+
+@app.callback()
+def main(ctx: typer.Context, debug: DebugOption = False) -> None:
+    """Mechanistic interpretability workbench."""
+    ctx.meta[DEBUG_KEY] = debug
 
 
 def _progress() -> Progress:

@@ -7,7 +7,9 @@
   the meaning :mod:`interp.runs.lifecycle` gives it;
 * ``--set KEY=VALUE`` (repeatable): override a config setting by its dotted path
   (:func:`interp.config.load_config`);
-* ``--device`` and ``--dtype``: shorthands for ``--set device=...`` and ``--set dtype=...``.
+* ``--device`` and ``--dtype``: shorthands for ``--set device=...`` and ``--set dtype=...``;
+* ``--debug`` (before the command: ``interp --debug patch ...``): show the full traceback of an error
+  instead of the one line :mod:`interp.cli_errors` prints.
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ SetOption = Annotated[
 ]
 DeviceOption = Annotated[
     str | None, typer.Option("--device", help="override the config's device (cpu, cuda, cuda:1)")
+]
+DebugOption = Annotated[
+    bool,
+    typer.Option("--debug", help="on an error, show the full traceback instead of one line"),
 ]
 DtypeOption = Annotated[
     str | None, typer.Option("--dtype", help="override the config's dtype (float32, float64, bfloat16, float16)")

@@ -12,10 +12,14 @@ from pathlib import Path
 
 import typer
 
+from interp.cli_errors import ErrorHandlingGroup
 from interp.cli_options import ResumeOption, RunsOption, SetOption, fail, overrides
 from interp.errors import InterpError
 
-app = typer.Typer(help="Sparse autoencoders: train, check configs, inspect saved SAEs.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    cls=ErrorHandlingGroup, help="Sparse autoencoders: train, check configs, inspect saved SAEs.", no_args_is_help=True,
+    add_completion=False, pretty_exceptions_enable=False,
+)
 
 
 @app.command()
