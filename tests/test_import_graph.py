@@ -44,6 +44,7 @@ RANKS: dict[str, int] = {
     "viz": 6,
     "cli": 7,
     "cli_options": 7,
+    "cli_errors": 7,
     "app_cli": 7,
     "__main__": 7,
     "__init__": 7,
