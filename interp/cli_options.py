@@ -1,6 +1,6 @@
 """Command-line options shared by every command that has them, each defined once.
 
-* ``--runs DIR``: the runs store (default ``$INTERP_RUNS_DIR``, else ``data/runs``; see
+* ``--runs DIR``: the runs store, a directory (default ``$INTERP_RUNS_DIR``, else ``data/runs``; see
   :func:`interp.runs.default_runs_root`) for ``patch``, ``attribute``, ``sae train``, ``runs`` and
   ``app``;
 * ``--resume RUN``: continue run ``RUN`` (an id, or ``latest``) from its last finished shard, with
@@ -20,10 +20,25 @@ from typing import Annotated, NoReturn
 import typer
 
 from interp.config import parse_overrides
+from interp.errors import InvalidArgumentError
+
+
+def runs_directory(value: Path | None) -> Path | None:
+    """``--runs`` as given; an :class:`InvalidArgumentError` (one line, exit 2 through
+    :mod:`interp.cli_errors`) when it names something that exists and is not a directory."""
+    if value is not None and value.expanduser().exists() and not value.expanduser().is_dir():
+        raise InvalidArgumentError(
+            f"--runs {value} is a file, not a runs store directory; pass a directory (it need not exist yet)"
+        )
+    return value
+
 
 RunsOption = Annotated[
     Path | None,
-    typer.Option("--runs", metavar="DIR", help="runs store directory (default: $INTERP_RUNS_DIR, else data/runs)"),
+    typer.Option(
+        "--runs", metavar="DIR", callback=runs_directory,
+        help="runs store directory (default: $INTERP_RUNS_DIR, else data/runs)",
+    ),
 ]
 ResumeOption = Annotated[
     str | None,
