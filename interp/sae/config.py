@@ -25,7 +25,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from interp.config import ConfigError, ConfigModel
-from interp.sae.activations import ActivationConfig
+from interp.sae.activations import ActivationConfig, k_too_large
 from interp.sae.tokens import DemoSource, TokenSource
 from interp.sae.trainer import OptimConfig
 
@@ -62,6 +62,13 @@ class SAESpec(ConfigModel):
     activation: ActivationConfig
     normalize_activations: Literal["none", "layer_norm"] = "none"
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _k_fits(self) -> SAESpec:
+        problem = k_too_large(self.activation, self.d_sae)
+        if problem:
+            raise ConfigError(problem)
+        return self
 
 
 class FeaturesConfig(ConfigModel):
