@@ -135,6 +135,44 @@ def shown(value: Any, limit: int = SHOWN_CHARS) -> str:
     return shorten(repr(value), limit)
 
 
+def available_devices() -> list[str]:
+    """The devices a run can use on this machine: ``cpu``, each CUDA GPU torch sees, and ``mps``."""
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices += ["cuda", *(f"cuda:{i}" for i in range(torch.cuda.device_count()))]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        devices.append("mps")
+    return devices
+
+
+def check_device(name: str, allow_auto: bool = False) -> str:
+    """``name`` if torch can run on it here, else :class:`ConfigError` naming the devices that can.
+
+    A config field validator: a device that cannot work is refused when the config is read, before
+    any model is loaded or run directory created.
+    """
+    valid = (["auto"] if allow_auto else []) + available_devices()
+    if allow_auto and name == "auto":
+        return name
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError, TypeError):
+        hint = " ('gpu' is spelled 'cuda' in torch)" if "gpu" in str(name).lower() else ""
+        raise ConfigError(f"not a torch device{hint}; use one of {', '.join(valid)}") from None
+    if device.type == "cpu":
+        return name
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"CUDA is not available: torch sees no CUDA GPU here; use one of {', '.join(valid)}")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"no such GPU: this machine has {torch.cuda.device_count()} CUDA GPU(s); use one of {', '.join(valid)}")
+        return name
+    if device.type == "mps" and "mps" in valid:
+        return name
+    raise ConfigError(f"not a device runs can use here; use one of {', '.join(valid)}")
+
+
 def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
     """``["a.b=[0,1]", "c=cuda"]`` as ``{"a.b": [0, 1], "c": "cuda"}`` (values read as YAML)."""
     parsed: dict[str, Any] = {}
