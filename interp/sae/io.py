@@ -367,23 +367,25 @@ def _load_saelens(directory: Path) -> SAE:
 
 
 def _assemble(config: SAEConfig, tensors: dict[str, Tensor], directory: Path) -> SAE:
-    sae = SAE(config)
+    # shapes are checked before the SAE is allocated: a cfg.json with a wrong (huge) d_in or d_sae
+    # must be an error, not an attempt to allocate d_in * d_sae numbers
     expected = {"W_enc": (config.d_in, config.d_sae), "W_dec": (config.d_sae, config.d_in), "b_dec": (config.d_in,), "b_enc": (config.d_sae,)}
+    for name, shape in expected.items():
+        if name in tensors and tuple(tensors[name].shape) != shape:
+            raise SAEFormatError(
+                f"{directory}: {name} has shape {tuple(tensors[name].shape)}, but cfg.json's d_in={config.d_in}, "
+                f"d_sae={config.d_sae} need {shape}; the weights and cfg.json do not belong together"
+            )
+    stored = tensors.get("threshold")
+    if stored is not None and tuple(stored.shape) != (config.d_sae,) and stored.numel() != 1:
+        raise SAEFormatError(f"{directory}: threshold has shape {tuple(stored.shape)}, expected ({config.d_sae},)")
+    sae = SAE(config)
     with torch.no_grad():
-        for name, shape in expected.items():
-            if name not in tensors:
-                continue
-            if tuple(tensors[name].shape) != shape:
-                raise SAEFormatError(
-                    f"{directory}: {name} has shape {tuple(tensors[name].shape)}, but cfg.json's d_in={config.d_in}, "
-                    f"d_sae={config.d_sae} need {shape}; the weights and cfg.json do not belong together"
-                )
-            getattr(sae, name).copy_(tensors[name])
+        for name in expected:
+            if name in tensors:
+                getattr(sae, name).copy_(tensors[name])
         threshold = getattr(sae.activation, "threshold", None)
-        if threshold is not None and "threshold" in tensors:
-            stored = tensors["threshold"]
-            if tuple(stored.shape) != (config.d_sae,) and stored.numel() != 1:
-                raise SAEFormatError(f"{directory}: threshold has shape {tuple(stored.shape)}, expected ({config.d_sae},)")
+        if threshold is not None and stored is not None:
             threshold.copy_(stored.reshape(-1)[0] if threshold.ndim == 0 else stored)
     return sae
 

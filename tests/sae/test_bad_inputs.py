@@ -84,6 +84,13 @@ def _drop_tensor(name: str) -> Callable[[Path], None]:
     return apply
 
 
+def _replace_tensor(directory: Path, name: str, value: torch.Tensor) -> None:
+    file = directory / "sae_weights.safetensors"
+    tensors = load_file(str(file))
+    tensors[name] = value
+    save_file(tensors, str(file))
+
+
 def _truncate(name: str) -> Callable[[Path], None]:
     def apply(directory: Path) -> None:
         file = directory / name
@@ -169,6 +176,8 @@ BAD_DIRECTORIES: list[tuple[str, Callable[[Path], Path], str]] = [
     ("missing_weights", _ours(lambda d: (d / "sae_weights.safetensors").unlink()), r"has neither sae_weights\.safetensors \(SAELens\) nor sae\.safetensors"),
     ("truncated_weights", _ours(_truncate("sae_weights.safetensors")), r"sae_weights\.safetensors is not a readable safetensors file .*truncated"),
     ("d_in_mismatch", _ours(_edit_cfg(lambda c: c.update(d_in=32))), r"W_enc has shape \(16, 48\), but cfg\.json's d_in=32, d_sae=48 need \(32, 48\)"),
+    ("d_sae_huge", _ours(_edit_cfg(lambda c: c.update(d_sae=10**9))), r"W_enc has shape \(16, 48\), but cfg\.json's d_in=16, d_sae=1000000000 need"),
+    ("threshold_shape", _ours(lambda d: _replace_tensor(d, "threshold", torch.zeros(5)), BatchTopKConfig(k=4)), r"threshold has shape \(5,\), expected \(48,\)"),
     ("unknown_architecture", _ours(_edit_cfg(lambda c: c.update(architecture="wavy"))), r"SAELens architecture 'wavy' is not supported"),
     ("unknown_interp_activation", _ours(_set_interp_activation({"kind": "wavy"})), r"metadata\.interp\.activation\.kind 'wavy' is not an activation"),
     ("invalid_interp_activation", _ours(_set_interp_activation({"kind": "topk", "k": -1})), r"metadata\.interp\.activation is invalid: k: Input should be greater than 0"),
