@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
-from pydantic import field_validator
+from pydantic import ValidationInfo, field_validator
 
 from interp.config import ConfigError, ConfigModel
 from interp.errors import InterventionError
@@ -83,6 +83,16 @@ class SweepRequest(ConfigModel):
         if sweep is not None:
             fields["sweep"] = sweep
         super().__init__(**fields)
+
+    @field_validator("layers", "positions", "heads", "neurons")
+    @classmethod
+    def _not_empty(cls, value: list[int] | None, info: ValidationInfo) -> list[int] | None:
+        if value is not None and not value:
+            raise ConfigError(
+                f"an empty {info.field_name} list selects no cells; leave {info.field_name} out to use all of them, "
+                "or list at least one"
+            )
+        return value
 
     @field_validator("sweep")
     @classmethod

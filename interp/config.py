@@ -14,6 +14,10 @@ listing each bad setting by its dotted path with the value given and what is all
     invalid config data/ioi_resid.yaml:
       direction: Input should be 'denoising' or 'noising' (got 'sideways')
       sweeps.0.layerz: unknown key; did you mean 'layers'? (allowed: heads, layers, neurons, positions, sweep)
+
+Reading is bounded: YAML aliases may not expand a document beyond :data:`MAX_YAML_NODES` nodes (a
+few hundred bytes of nested aliases would otherwise stand for billions of values), and values
+echoed in messages are cut to :data:`SHOWN_CHARS` characters.
 """
 
 from __future__ import annotations
@@ -33,6 +37,11 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from interp.errors import InterpError
 
 SUFFIXES = (".yaml", ".yml", ".toml")
+# YAML aliases (``*name``) reuse a node without copying it, so a few hundred bytes of nested aliases
+# ("billion laughs") stand for billions of values once copied, validated or printed. A document whose
+# aliases expand it beyond this many nodes is refused before anything is built from it.
+MAX_YAML_NODES = 10_000
+SHOWN_CHARS = 200  # values echoed in error messages are cut to this many characters
 Dtype = Literal["float32", "float64", "bfloat16", "float16"]
 DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
@@ -64,12 +73,104 @@ def read_mapping(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{file}: use a .yaml, .yml or .toml file")
     text = file.read_text(encoding="utf-8")
     try:
-        raw = tomllib.loads(text) if file.suffix == ".toml" else yaml.safe_load(text)
+        raw = tomllib.loads(text) if file.suffix == ".toml" else load_yaml(text, str(file))
     except (yaml.YAMLError, tomllib.TOMLDecodeError) as error:
-        raise ConfigError(f"{file} does not parse: {error}") from None
+        raise ConfigError(f"{file} does not parse: {shorten(str(error), 500)}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{file} must hold a mapping of settings at the top level, got {type(raw).__name__}")
     return raw
+
+
+def load_yaml(text: str, origin: str = "YAML") -> Any:
+    """``yaml.safe_load(text)``, refusing documents whose aliases expand beyond :data:`MAX_YAML_NODES` nodes."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        distinct, expanded = _node_counts(node, origin)
+        if expanded > MAX_YAML_NODES and expanded > distinct:
+            raise ConfigError(
+                f"{origin}: its YAML aliases (*name) expand to more than {MAX_YAML_NODES:,} values "
+                f"({distinct:,} written); write the values out, or use fewer nested aliases"
+            )
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _node_counts(root: yaml.Node, origin: str) -> tuple[int, int]:
+    """How many distinct nodes the composed document has, and how many it has with every alias expanded."""
+    sizes: dict[int, int] = {}
+    busy: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in busy:
+            raise ConfigError(f"{origin}: a YAML alias refers to the node that contains it (a cycle); remove it")
+        busy.add(key)
+        if isinstance(node, yaml.SequenceNode):
+            total = 1 + sum(size(child) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total = 1 + sum(size(k) + size(v) for k, v in node.value)
+        else:
+            total = 1
+        busy.discard(key)
+        sizes[key] = min(total, MAX_YAML_NODES + 1)  # capped: the sum cannot grow without bound
+        return sizes[key]
+
+    expanded = size(root)
+    return len(sizes), expanded
+
+
+def shorten(text: str, limit: int = SHOWN_CHARS) -> str:
+    """``text`` cut to ``limit`` characters (with how much was left out), for echoing values in messages."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit:,} more characters)"
+
+
+def shown(value: Any, limit: int = SHOWN_CHARS) -> str:
+    """``repr(value)`` cut to ``limit`` characters."""
+    return shorten(repr(value), limit)
+
+
+def available_devices() -> list[str]:
+    """The devices a run can use on this machine: ``cpu``, each CUDA GPU torch sees, and ``mps``."""
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices += ["cuda", *(f"cuda:{i}" for i in range(torch.cuda.device_count()))]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        devices.append("mps")
+    return devices
+
+
+def check_device(name: str, allow_auto: bool = False) -> str:
+    """``name`` if torch can run on it here, else :class:`ConfigError` naming the devices that can.
+
+    A config field validator: a device that cannot work is refused when the config is read, before
+    any model is loaded or run directory created.
+    """
+    valid = (["auto"] if allow_auto else []) + available_devices()
+    if allow_auto and name == "auto":
+        return name
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError, TypeError):
+        hint = " ('gpu' is spelled 'cuda' in torch)" if "gpu" in str(name).lower() else ""
+        raise ConfigError(f"not a torch device{hint}; use one of {', '.join(valid)}") from None
+    if device.type == "cpu":
+        return name
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"CUDA is not available: torch sees no CUDA GPU here; use one of {', '.join(valid)}")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"no such GPU: this machine has {torch.cuda.device_count()} CUDA GPU(s); use one of {', '.join(valid)}")
+        return name
+    if device.type == "mps" and "mps" in valid:
+        return name
+    raise ConfigError(f"not a device runs can use here; use one of {', '.join(valid)}")
 
 
 def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
@@ -78,11 +179,11 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
     for item in items:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"override {item!r} is not KEY=VALUE (e.g. sweeps.0.layers=[0,1])")
+            raise ConfigError(f"override {shown(item)} is not KEY=VALUE (e.g. sweeps.0.layers=[0,1])")
         try:
-            parsed[key.strip()] = yaml.safe_load(text)
+            parsed[key.strip()] = load_yaml(text, f"override {shown(key.strip())}")
         except yaml.YAMLError as error:
-            raise ConfigError(f"override {item!r}: the value does not parse as YAML: {error}") from None
+            raise ConfigError(f"override {shown(item)}: the value does not parse as YAML: {shorten(str(error), 500)}") from None
     return parsed
 
 
@@ -99,7 +200,7 @@ def apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any]) -> dict[s
             else:
                 target = target.setdefault(part, {})
             if not isinstance(target, (dict, list)):
-                raise ConfigError(f"override {key!r}: {where} holds {target!r}, not a mapping or list")
+                raise ConfigError(f"override {key!r}: {where} holds {shown(target)}, not a mapping or list")
         last = parts[-1]
         if isinstance(target, list):
             target[_index(last, target, key, key)] = value
@@ -150,8 +251,8 @@ def describe(schema: type[BaseModel], error: Mapping[str, Any]) -> str:
         return f"{path}: unknown key{hint} (allowed: {', '.join(allowed)})"
     message = str(error["ctx"]["error"]) if error["type"] == "value_error" else error["msg"]
     value = error.get("input")
-    shown = "" if error["type"] == "missing" or isinstance(value, (dict, list)) else f" (got {value!r})"
-    return f"{path}: {message}{shown}"
+    got = "" if error["type"] == "missing" or isinstance(value, (dict, list)) else f" (got {shown(value)})"
+    return f"{path}: {shorten(message, 2 * SHOWN_CHARS)}{got}"
 
 
 def fields_at(schema: type[BaseModel], loc: tuple[Any, ...]) -> set[str]:

@@ -14,7 +14,7 @@ from pydantic import Field, field_validator
 from interp.attribution.compare import METHODS, MethodOptions
 from interp.attribution.relp import RelPRules
 from interp.cells import SweepRequest
-from interp.config import ConfigError, ConfigModel, Dtype
+from interp.config import ConfigError, ConfigModel, Dtype, check_device
 from interp.tasks.config import TaskConfig
 
 
@@ -49,6 +49,11 @@ class AttributionConfig(ConfigModel):
     top_k: int = Field(10, ge=1)
     relp: RelPConfig = RelPConfig()
     ig: IGConfig = IGConfig()
+
+    @field_validator("device")
+    @classmethod
+    def _usable_device(cls, value: str) -> str:
+        return check_device(value, allow_auto=False)
 
     @field_validator("methods")
     @classmethod

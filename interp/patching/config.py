@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from interp.cells import SweepRequest
-from interp.config import ConfigModel, Dtype
+from interp.config import ConfigModel, Dtype, check_device
 from interp.tasks.config import TaskConfig
 
 
@@ -29,3 +29,8 @@ class PatchConfig(ConfigModel):
     max_rows: int | None = Field(None, ge=1, description="rows per forward (default: from a memory budget)")
     prefix_reuse: bool = True
     skip_noop_rows: bool = True
+
+    @field_validator("device")
+    @classmethod
+    def _usable_device(cls, value: str) -> str:
+        return check_device(value, allow_auto=False)

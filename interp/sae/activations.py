@@ -300,6 +300,15 @@ class JumpReLU(Activation):
 ACTIVATIONS: dict[str, type[Activation]] = {cls.kind: cls for cls in (TopK, BatchTopK, TopAFA, GSAE, ReLU, JumpReLU)}
 
 
+def k_too_large(config: _Config, d_sae: int) -> str | None:
+    """Why ``config``'s per-token count cannot work with ``d_sae`` latents (``k``/``k_max`` above it), or None."""
+    for field in ("k", "k_max"):
+        value = getattr(config, field, None)
+        if value is not None and value > d_sae:
+            return f"activation {config.kind} {field} ({value}) is larger than d_sae ({d_sae}); use {field} <= {d_sae} or a wider SAE"
+    return None
+
+
 def build_activation(config: _Config, d_sae: int) -> Activation:
     """The activation module for a config."""
     return ACTIVATIONS[config.kind](config, d_sae)

@@ -24,8 +24,8 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from interp.config import ConfigError, ConfigModel
-from interp.sae.activations import ActivationConfig
+from interp.config import ConfigError, ConfigModel, check_device
+from interp.sae.activations import ActivationConfig, k_too_large
 from interp.sae.tokens import DemoSource, TokenSource
 from interp.sae.trainer import OptimConfig
 
@@ -63,6 +63,13 @@ class SAESpec(ConfigModel):
     normalize_activations: Literal["none", "layer_norm"] = "none"
     seed: int = 0
 
+    @model_validator(mode="after")
+    def _k_fits(self) -> SAESpec:
+        problem = k_too_large(self.activation, self.d_sae)
+        if problem:
+            raise ConfigError(problem)
+        return self
+
 
 class FeaturesConfig(ConfigModel):
     """Feature statistics computed on the held-out rows after training."""
@@ -87,6 +94,11 @@ class TrainConfig(ConfigModel):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     saes: list[SAESpec] = Field(min_length=1)
+
+    @field_validator("device")
+    @classmethod
+    def _usable_device(cls, value: str) -> str:
+        return check_device(value, allow_auto=True)
 
     @field_validator("saes")
     @classmethod

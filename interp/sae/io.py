@@ -30,6 +30,11 @@ Reading: SAELens 6.x and pre-6.0 configs (flat ``hook_point``, ``activation_fn_k
 ``log_threshold``), decoder-norm rescaling folded into the weights; sparsify's
 ``<hookpoint>/cfg.json`` + ``sae.safetensors`` with ``W_enc = encoder.weight^T`` and the hookpoint
 mapped to a site (``layers.N``/``h.N`` are the block outputs, ``blocks.N.hook_resid_post``).
+Every tensor the format defines is required (``W_enc``, ``b_enc``, ``W_dec``, ``b_dec``, and
+``threshold`` for JumpReLU/BatchTopK; sparsify's ``encoder.weight``/``encoder.bias``/``W_dec``/``b_dec``):
+a missing one is refused rather than read as zeros, except ``b_enc`` of top-AFA, which uses no
+encoder bias (a warning). ``k``, ``k_max``, ``d_in``, ``d_sae`` must be positive integers with
+``k <= d_sae``; a malformed directory raises :class:`SAEFormatError` naming the file and the field.
 Architectures we cannot evaluate faithfully (gated, transcoders, skip connections, groupmax,
 ``hook_z`` reshaping, run-time normalisations other than layer_norm) are refused with the reason.
 """
@@ -43,12 +48,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
 from interp.errors import InterpError
 from interp.sae.activations import (
+    ACTIVATIONS,
     BatchTopKConfig,
     GSAEConfig,
     JumpReLUConfig,
@@ -139,6 +146,10 @@ def load(path: str | Path, device: torch.device | str = "cpu") -> SAE:
     The SAE comes back in eval mode (BatchTopK then uses its threshold) on ``device``.
     """
     directory = Path(path)
+    if not directory.exists():
+        raise SAEFormatError(f"{directory} does not exist; give an SAE directory (with cfg.json and {SAELENS_WEIGHTS} or {SPARSIFY_WEIGHTS})")
+    if not directory.is_dir():
+        raise SAEFormatError(f"{directory} is a file; give the SAE directory that holds it")
     if (directory / SAELENS_WEIGHTS).is_file():
         sae = _load_saelens(directory)
     elif (directory / SPARSIFY_WEIGHTS).is_file():
@@ -162,8 +173,48 @@ def load_sparsity(path: str | Path) -> Tensor | None:
 
 
 def _read_tensors(file: Path) -> dict[str, Tensor]:
-    with safe_open(str(file), framework="pt") as handle:
-        return {name: handle.get_tensor(name) for name in handle.keys()}
+    try:
+        with safe_open(str(file), framework="pt") as handle:
+            return {name: handle.get_tensor(name) for name in handle.keys()}
+    except Exception as error:  # safetensors raises its own SafetensorError (not an OSError) on a bad file
+        reason = _short(str(error) or type(error).__name__)
+        raise SAEFormatError(f"{file} is not a readable safetensors file ({reason}); it may be truncated: copy it again") from None
+
+
+def _short(text: str, limit: int = 200) -> str:
+    """``text`` on one line, cut to ``limit`` characters."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _read_cfg(directory: Path) -> dict[str, Any]:
+    """The ``cfg.json`` of an SAE directory as a dict; :class:`SAEFormatError` if missing or malformed."""
+    file = directory / SAELENS_CFG
+    if not file.is_file():
+        raise SAEFormatError(f"{file} is missing; an SAE directory needs its {SAELENS_CFG} next to the weights")
+    try:
+        cfg = json.loads(file.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise SAEFormatError(f"{file} is not valid JSON ({_short(str(error))})") from None
+    if not isinstance(cfg, dict):
+        raise SAEFormatError(f"{file} must hold a JSON object of settings, got {type(cfg).__name__}")
+    return cfg
+
+
+def _count(cfg: dict[str, Any], field: str, file: Path, default: int | None = None) -> int | None:
+    """``cfg[field]`` as a positive integer (``default`` when absent or null); refuses 0, negatives, non-integers."""
+    value = cfg.get(field)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < 1:
+        raise SAEFormatError(f"{file}: {field} must be a positive integer, got {_short(repr(value), 60)}; fix {field} in the file")
+    return int(value)
+
+
+def _require(tensors: dict[str, Tensor], names: set[str], file: Path) -> None:
+    missing = sorted(names - set(tensors))
+    if missing:
+        raise SAEFormatError(f"{file} lacks tensor(s) {missing} (has {sorted(tensors)}); the SAE cannot be loaded without them")
 
 
 def _upgrade_pre6(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -192,29 +243,65 @@ def _is_pre6(cfg: dict[str, Any]) -> bool:
 
 
 def _activation_from_saelens(cfg: dict[str, Any], directory: Path) -> Any:
-    ours = (cfg.get("metadata") or {}).get("interp", {}).get("activation")
+    file = directory / SAELENS_CFG
+    metadata = cfg.get("metadata") or {}
+    ours = metadata.get("interp", {}).get("activation") if isinstance(metadata, dict) and isinstance(metadata.get("interp"), dict) else None
     if ours is not None:
         kinds = {c.model_fields["kind"].default: c for c in (TopKConfig, BatchTopKConfig, TopAFAConfig, GSAEConfig, ReLUConfig, JumpReLUConfig)}
-        return kinds[ours["kind"]](**ours)
-    architecture = cfg["architecture"]
+        kind = ours.get("kind") if isinstance(ours, dict) else None
+        if kind not in kinds:
+            raise SAEFormatError(
+                f"{file}: metadata.interp.activation.kind {_short(repr(kind), 60)} is not an activation this version knows "
+                f"(known: {', '.join(kinds)}); remove metadata.interp to load it by its SAELens architecture"
+            )
+        try:
+            return kinds[kind](**ours)
+        except ValidationError as error:
+            raise SAEFormatError(f"{file}: metadata.interp.activation is invalid: {_pydantic_problems(error)}") from None
+    architecture = cfg.get("architecture")
     if architecture == "topk":
-        if cfg.get("k") is None:
+        k = _count(cfg, "k", file)
+        if k is None:
+            d_sae = cfg.get("d_sae")
+            if isinstance(d_sae, int) and 0 < d_sae < SAELENS_DEFAULT_K:
+                raise SAEFormatError(
+                    f"{file} is a topk SAE without 'k', and SAELens's default k={SAELENS_DEFAULT_K} is larger than "
+                    f"d_sae ({d_sae}); add the k it was trained with to the file"
+                )
             warnings.warn(
-                f"{directory / SAELENS_CFG} is a topk SAE without 'k'; using SAELens's default k={SAELENS_DEFAULT_K}, "
+                f"{file} is a topk SAE without 'k'; using SAELens's default k={SAELENS_DEFAULT_K}, "
                 "as SAELens does. Check the k it was trained with.",
                 stacklevel=3,
             )
-        return TopKConfig(k=int(cfg.get("k") or SAELENS_DEFAULT_K))
+            k = SAELENS_DEFAULT_K
+        return TopKConfig(k=k)
     if architecture == "standard":
         return ReLUConfig()
     if architecture == "jumprelu":
         return JumpReLUConfig()
     if architecture == "top_afa":
-        return TopAFAConfig(k_max=cfg.get("k_max"))
+        return TopAFAConfig(k_max=_count(cfg, "k_max", file))
     raise SAEFormatError(
-        f"{directory}: SAELens architecture {architecture!r} is not supported here "
+        f"{file}: SAELens architecture {_short(repr(architecture), 60)} is not supported here "
         "(readable: topk, standard, jumprelu including saved batchtopk/matryoshka, top_afa)"
     )
+
+
+def _pydantic_problems(error: ValidationError) -> str:
+    """A pydantic error as ``field: problem; ...`` on one short line (never the whole input)."""
+    parts = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"])
+        message = str(item["ctx"]["error"]) if item["type"] == "value_error" else item["msg"]
+        parts.append(f"{where}: {message}" if where else message)
+    return _short("; ".join(parts), 300)
+
+
+def _sae_config(file: Path, **fields: Any) -> SAEConfig:
+    try:
+        return SAEConfig(**fields)
+    except ValidationError as error:
+        raise SAEFormatError(f"{file}: {_pydantic_problems(error)}") from None
 
 
 def _check_saelens_options(cfg: dict[str, Any], directory: Path) -> None:
@@ -228,25 +315,40 @@ def _check_saelens_options(cfg: dict[str, Any], directory: Path) -> None:
 
 
 def _load_saelens(directory: Path) -> SAE:
-    cfg = json.loads((directory / SAELENS_CFG).read_text())
+    cfg = _read_cfg(directory)
     if _is_pre6(cfg):
         cfg = _upgrade_pre6(cfg)
     _check_saelens_options(cfg, directory)
-    tensors = _read_tensors(directory / SAELENS_WEIGHTS)
+    weights = directory / SAELENS_WEIGHTS
+    tensors = _read_tensors(weights)
     if "log_threshold" in tensors:
         tensors["threshold"] = tensors.pop("log_threshold").exp()
-    missing = {"W_enc", "W_dec", "b_dec"} - set(tensors)
-    if missing:
-        raise SAEFormatError(f"{directory / SAELENS_WEIGHTS} lacks {sorted(missing)}; has {sorted(tensors)}")
     activation = _activation_from_saelens(cfg, directory)
-    metadata = dict(cfg.get("metadata") or {})
+    # SAELens's SAEs all hold W_enc, b_enc, W_dec and b_dec (and a threshold for JumpReLU); a missing
+    # one is a broken file, not a zero. Only top-AFA, whose reference has no encoder bias, may omit b_enc.
+    required = {"W_enc", "W_dec", "b_dec"}
+    if ACTIVATIONS[activation.kind].uses_encoder_bias:
+        required.add("b_enc")
+    elif "b_enc" not in tensors:
+        warnings.warn(f"{weights} has no b_enc; {activation.kind} does not use an encoder bias, so it is left at zero", stacklevel=3)
+    if activation.kind in ("jumprelu", "batchtopk"):
+        required.add("threshold")
+    _require(tensors, required, weights)
+    if tensors["W_enc"].ndim != 2:
+        raise SAEFormatError(f"{weights}: W_enc has shape {tuple(tensors['W_enc'].shape)}, expected 2 axes [d_in, d_sae]")
+    metadata = cfg.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise SAEFormatError(f"{directory / SAELENS_CFG}: metadata must be a JSON object, got {type(metadata).__name__}")
+    metadata = dict(metadata)
     metadata.pop("interp", None)
     site = metadata.pop("hook_name", None)
     model = metadata.pop("model_name", None)
     dtype = str(tensors["W_enc"].dtype).removeprefix("torch.")
-    config = SAEConfig(
-        d_in=int(cfg.get("d_in", tensors["W_enc"].shape[0])),
-        d_sae=int(cfg.get("d_sae", tensors["W_enc"].shape[1])),
+    file = directory / SAELENS_CFG
+    config = _sae_config(
+        file,
+        d_in=_count(cfg, "d_in", file, tensors["W_enc"].shape[0]),
+        d_sae=_count(cfg, "d_sae", file, tensors["W_enc"].shape[1]),
         activation=activation,
         apply_b_dec_to_input=bool(cfg.get("apply_b_dec_to_input", True)),
         normalize_activations=cfg.get("normalize_activations", "none"),
@@ -265,18 +367,25 @@ def _load_saelens(directory: Path) -> SAE:
 
 
 def _assemble(config: SAEConfig, tensors: dict[str, Tensor], directory: Path) -> SAE:
-    sae = SAE(config)
+    # shapes are checked before the SAE is allocated: a cfg.json with a wrong (huge) d_in or d_sae
+    # must be an error, not an attempt to allocate d_in * d_sae numbers
     expected = {"W_enc": (config.d_in, config.d_sae), "W_dec": (config.d_sae, config.d_in), "b_dec": (config.d_in,), "b_enc": (config.d_sae,)}
+    for name, shape in expected.items():
+        if name in tensors and tuple(tensors[name].shape) != shape:
+            raise SAEFormatError(
+                f"{directory}: {name} has shape {tuple(tensors[name].shape)}, but cfg.json's d_in={config.d_in}, "
+                f"d_sae={config.d_sae} need {shape}; the weights and cfg.json do not belong together"
+            )
+    stored = tensors.get("threshold")
+    if stored is not None and tuple(stored.shape) != (config.d_sae,) and stored.numel() != 1:
+        raise SAEFormatError(f"{directory}: threshold has shape {tuple(stored.shape)}, expected ({config.d_sae},)")
+    sae = SAE(config)
     with torch.no_grad():
-        for name, shape in expected.items():
-            if name not in tensors:
-                continue
-            if tuple(tensors[name].shape) != shape:
-                raise SAEFormatError(f"{directory}: {name} has shape {tuple(tensors[name].shape)}, expected {shape}")
-            getattr(sae, name).copy_(tensors[name])
+        for name in expected:
+            if name in tensors:
+                getattr(sae, name).copy_(tensors[name])
         threshold = getattr(sae.activation, "threshold", None)
-        if threshold is not None and "threshold" in tensors:
-            stored = tensors["threshold"]
+        if threshold is not None and stored is not None:
             threshold.copy_(stored.reshape(-1)[0] if threshold.ndim == 0 else stored)
     return sae
 
@@ -296,23 +405,40 @@ def site_of_hookpoint(hookpoint: str) -> str | None:
 
 
 def _load_sparsify(directory: Path) -> SAE:
-    cfg = json.loads((directory / SAELENS_CFG).read_text())
+    cfg = _read_cfg(directory)
+    file = directory / SAELENS_CFG
     for flag, why in (("transcode", "it is a transcoder"), ("skip_connection", "it has a skip connection (W_skip)")):
         if cfg.get(flag):
             raise SAEFormatError(f"{directory}: sparsify {flag}=true is not supported: {why}")
     if cfg.get("activation", "topk") != "topk":
-        raise SAEFormatError(f"{directory}: sparsify activation {cfg['activation']!r} is not supported (only topk)")
-    tensors = _read_tensors(directory / SPARSIFY_WEIGHTS)
+        raise SAEFormatError(f"{file}: sparsify activation {_short(repr(cfg['activation']), 60)} is not supported (only topk)")
+    k = _count(cfg, "k", file)
+    if k is None:
+        raise SAEFormatError(f"{file}: a sparsify SAE needs 'k' (latents per token); add it to the file")
+    weights = directory / SPARSIFY_WEIGHTS
+    tensors = _read_tensors(weights)
     if "W_dec" not in tensors:
         raise SAEFormatError(f"{directory}: an encoder-only sparsify file (no W_dec) cannot reconstruct")
+    _require(tensors, {"encoder.weight", "encoder.bias", "W_dec", "b_dec"}, weights)
+    if tensors["encoder.weight"].ndim != 2:
+        raise SAEFormatError(f"{weights}: encoder.weight has shape {tuple(tensors['encoder.weight'].shape)}, expected [d_sae, d_in]")
     W_enc = tensors["encoder.weight"].t().contiguous()
     d_in, d_sae = W_enc.shape
+    for field, size in (("d_in", d_in), ("num_latents", d_sae)):
+        stated = _count(cfg, field, file) if cfg.get(field) != 0 else None  # sparsify's num_latents=0: from expansion_factor
+        if stated is not None and stated != size:
+            raise SAEFormatError(f"{file}: {field}={stated} but encoder.weight has shape {tuple(tensors['encoder.weight'].shape)}; the weights and cfg.json do not belong together")
     run_config = directory.parent / "config.json"
-    model = json.loads(run_config.read_text()).get("model") if run_config.is_file() else None
-    config = SAEConfig(
+    try:
+        run = json.loads(run_config.read_text()) if run_config.is_file() else {}
+    except (ValueError, UnicodeDecodeError):
+        run = {}
+    model = run.get("model") if isinstance(run, dict) else None
+    config = _sae_config(
+        file,
         d_in=d_in,
         d_sae=d_sae,
-        activation=TopKConfig(k=int(cfg["k"])),
+        activation=TopKConfig(k=k),
         apply_b_dec_to_input=True,
         site=site_of_hookpoint(directory.name),
         model=model,

@@ -33,10 +33,10 @@ from typing import Any, Literal
 
 import torch
 from jaxtyping import Float
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
 
-from interp.sae.activations import ActivationConfig, Activation, Latents, build_activation
+from interp.sae.activations import ActivationConfig, Activation, Latents, build_activation, k_too_large
 from interp.sae.kernels import dense_decode, sparse_decode
 
 DENSE_DECODE_FRACTION = 0.125  # decode densely when more than this fraction of latents is stored per token
@@ -57,6 +57,13 @@ class SAEConfig(BaseModel):
     model: str | None = None
     dtype: str = "float32"
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _k_fits(self) -> SAEConfig:
+        problem = k_too_large(self.activation, self.d_sae)
+        if problem:
+            raise ValueError(problem)
+        return self
 
 
 @dataclass

@@ -108,12 +108,19 @@ def test_pre6_saelens_config_is_upgraded(tmp_path: Path):
 
 
 def test_missing_k_warns_like_saelens_defaults(tmp_path: Path):
-    save_sae(random_sae(TopKConfig(k=5)), tmp_path / "nok")
+    wide = SAE.create(SAEConfig(d_in=16, d_sae=128, activation=TopKConfig(k=5)))
+    save_sae(wide, tmp_path / "nok")
     cfg = json.loads((tmp_path / "nok" / "cfg.json").read_text())
     del cfg["k"], cfg["metadata"]["interp"]
     (tmp_path / "nok" / "cfg.json").write_text(json.dumps(cfg))
     with pytest.warns(UserWarning, match="k=100"):
         assert sae_pkg.load(tmp_path / "nok").config.activation.k == 100
+    save_sae(random_sae(TopKConfig(k=5)), tmp_path / "narrow")  # d_sae 48: SAELens's default k cannot apply
+    cfg = json.loads((tmp_path / "narrow" / "cfg.json").read_text())
+    del cfg["k"], cfg["metadata"]["interp"]
+    (tmp_path / "narrow" / "cfg.json").write_text(json.dumps(cfg))
+    with pytest.raises(SAEFormatError, match=r"without 'k'.*k=100 is larger than d_sae \(48\)"):
+        sae_pkg.load(tmp_path / "narrow")
 
 
 def test_unsupported_files_are_refused_with_reasons(tmp_path: Path):
