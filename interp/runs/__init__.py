@@ -26,10 +26,13 @@ from interp.runs.errors import (
     ArtifactNotFoundError,
     ConfigMismatchError,
     CorruptRunError,
+    DamagedShardError,
+    DamagedShardWarning,
     InvalidNameError,
     NotSerializableError,
     RunExistsError,
     RunNotFoundError,
+    UnreadableRunWarning,
 )
 from interp.runs.manifest import CORRUPT, FAILED, FINISHED, RUNNING
 from interp.runs.lifecycle import LATEST, lifecycle, open_run
@@ -45,6 +48,8 @@ __all__ = [
     "ArtifactNotFoundError",
     "ConfigMismatchError",
     "CorruptRunError",
+    "DamagedShardError",
+    "DamagedShardWarning",
     "InvalidNameError",
     "NotSerializableError",
     "Run",
@@ -52,6 +57,7 @@ __all__ = [
     "RunInfo",
     "RunNotFoundError",
     "RunStore",
+    "UnreadableRunWarning",
     "default_runs_root",
     "lifecycle",
     "open_run",

@@ -46,3 +46,16 @@ class ArtifactNotFoundError(InterpError, FileNotFoundError):
 
 class ManifestFieldError(InterpError, ValueError):
     """A manifest update that would change a field fixed at creation (``id``, ``format``) or set an unknown status."""
+
+
+class DamagedShardError(InterpError, RuntimeError):
+    """A finished shard that cannot be read whole (bad marker, missing or truncated file) or holds NaN/inf;
+    resuming the run recomputes it."""
+
+
+class DamagedShardWarning(UserWarning):
+    """Notice that a damaged shard was found and counts as unfinished (it is recomputed on resume)."""
+
+
+class UnreadableRunWarning(UserWarning):
+    """Notice that a run the store could not read was skipped (e.g. while looking for a run to resume)."""

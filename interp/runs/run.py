@@ -226,5 +226,9 @@ class Run:
         return shards.read_shard(self._shard_dir(group), index)
 
     def read_shards(self, group: str) -> list[tuple[int, dict[str, torch.Tensor], pd.DataFrame | None]]:
-        """``(index, tensors, frame)`` for every finished shard of ``group``, by index."""
-        return [(i, *self.read_shard(group, i)) for i in self.finished_shards(group)]
+        """``(index, tensors, frame)`` for every finished shard of ``group``, by index.
+
+        A damaged shard raises :class:`~interp.runs.errors.DamagedShardError` (resume the run to recompute
+        it) rather than being skipped or read with NaN in it.
+        """
+        return [(i, *self.read_shard(group, i)) for i in shards.marked_indices(self._shard_dir(group))]

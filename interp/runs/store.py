@@ -78,8 +78,9 @@ class RunInfo:
 def _info(path: Path) -> RunInfo:
     try:
         m = read_manifest(path)
-    except CorruptRunError as e:
-        return RunInfo(path.name, kind_from_run_id(path.name), CORRUPT, None, None, None, None, {}, path, str(e))
+    except Exception as e:  # listing never raises: CorruptRunError says why, anything else is reported as it is
+        reason = str(e) if isinstance(e, CorruptRunError) else f"cannot read {path}: {type(e).__name__}: {e}"
+        return RunInfo(path.name, kind_from_run_id(path.name), CORRUPT, None, None, None, None, {}, path, reason)
     return RunInfo(
         id=m["id"],
         kind=m["kind"],
