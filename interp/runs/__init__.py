@@ -31,7 +31,10 @@ from interp.runs.errors import (
     InvalidNameError,
     NotSerializableError,
     RunExistsError,
+    RunLockedError,
     RunNotFoundError,
+    StoreNotFoundError,
+    StoreWriteError,
     UnreadableRunWarning,
 )
 from interp.runs.manifest import CORRUPT, FAILED, FINISHED, RUNNING
@@ -54,9 +57,12 @@ __all__ = [
     "NotSerializableError",
     "Run",
     "RunExistsError",
+    "RunLockedError",
     "RunInfo",
     "RunNotFoundError",
     "RunStore",
+    "StoreNotFoundError",
+    "StoreWriteError",
     "UnreadableRunWarning",
     "default_runs_root",
     "lifecycle",

@@ -59,3 +59,15 @@ class DamagedShardWarning(UserWarning):
 
 class UnreadableRunWarning(UserWarning):
     """Notice that a run the store could not read was skipped (e.g. while looking for a run to resume)."""
+
+
+class RunLockedError(InterpError, RuntimeError):
+    """A run another process is writing (it holds the run's write lock); names that process."""
+
+
+class StoreWriteError(InterpError, OSError):
+    """The store cannot write (disk full, read-only, a file where a directory should be); names the path."""
+
+
+class StoreNotFoundError(InterpError, FileNotFoundError):
+    """A runs store path that does not exist, is a file, or cannot be read."""

@@ -21,7 +21,7 @@ shards, attribution stages, SAE training checkpoints) is read back, not recomput
 equals an uninterrupted run's.
 
 Any exception that leaves the block, ``KeyboardInterrupt`` (Ctrl-C) and ``SystemExit`` included,
-marks the run failed with :func:`~interp.runs.run.failure_reason` (the exception's type and message) as its
+marks the run failed (where the manifest can still be written: on a full disk it may not) with :func:`~interp.runs.run.failure_reason` (the exception's type and message) as its
 manifest's ``error`` and the traceback as ``traceback``, then propagates. A block that ends without
 calling :meth:`~interp.runs.Run.finish` leaves the run ``running``, to be continued later.
 """
@@ -71,7 +71,8 @@ def latest_matching(store: RunStore, kind: str, config: dict[str, Any]) -> str:
         )
     if found is not None:
         return found
-    where = f"in {store.root}"
+    problem = store.root_problem()
+    where = problem if problem else f"in {store.root}"
     note = f"; skipped {len(unreadable)} unreadable run(s): {skipped}" if unreadable else ""
     raise RunNotFoundError(
         f"no unfinished {kind} run with this config {where} ({len(candidates)} unfinished {kind} run(s) "
@@ -113,5 +114,10 @@ def lifecycle(
     try:
         yield run
     except BaseException as error:
-        run.fail(error)
+        try:
+            run.fail(error)
+        except OSError as unrecorded:  # e.g. the disk is still full: the original error matters more
+            error.add_note(f"(the failure could not be recorded in {run.path}: {unrecorded})")
         raise
+    finally:
+        run.release()

@@ -52,8 +52,15 @@ def failure_reason(error: BaseException) -> str:
 class Run:
     """One run directory. Open runs with :class:`~interp.runs.RunStore`, or directly from a path."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, lock: Any = None) -> None:
         self.path = Path(path)
+        self._lock = lock  # the write lock of a run opened for writing (interp.runs.lock); None for readers
+
+    def release(self) -> None:
+        """Give up this process's write lock on the run, if it holds one (the run stays as it is)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r})"
@@ -122,10 +129,13 @@ class Run:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc is not None:
-            self.fail(exc)
-        elif self.status == RUNNING:
-            self.finish()
+        try:
+            if exc is not None:
+                self.fail(exc)
+            elif self.status == RUNNING:
+                self.finish()
+        finally:
+            self.release()
 
     # ----------------------------------------------------------------- artifacts
 

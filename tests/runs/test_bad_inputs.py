@@ -28,6 +28,7 @@ from interp.cli import app
 from interp.errors import InterpError
 from interp.runs import (
     CORRUPT,
+    FAILED,
     LATEST,
     CorruptRunError,
     DamagedShardError,
@@ -35,6 +36,7 @@ from interp.runs import (
     InvalidNameError,
     RunNotFoundError,
     RunStore,
+    StoreWriteError,
     UnreadableRunWarning,
     open_run,
 )
@@ -221,3 +223,145 @@ def test_bad_names_are_refused(store: RunStore, name: str) -> None:
     with pytest.raises(InvalidNameError):
         store.create(name, {}, model="m")
     assert store.list() == []
+
+
+# ------------------------------------------------------------------ missing runs and stores (item 6)
+
+MISSING: list[tuple[str, Callable[[RunStore], object], type[Exception], str]] = [
+    ("resume latest, empty store", lambda s: open_run(s, "patching", {}, model="m", resume=LATEST), RunNotFoundError, "no unfinished patching run"),
+    ("resume unknown id", lambda s: open_run(s, "patching", {}, model="m", resume="nope"), RunNotFoundError, "no run 'nope'"),
+    ("resume latest, no store", lambda s: open_run(RunStore(s.root / "typo"), "patching", {}, model="m", resume=LATEST), RunNotFoundError, "does not exist"),
+    ("get, no store", lambda s: RunStore(s.root / "typo").get("x"), RunNotFoundError, "does not exist"),
+    ("check a missing store", lambda s: RunStore(s.root / "typo").check_root(), FileNotFoundError, "does not exist"),
+]
+
+
+@pytest.mark.parametrize(("action", "error", "message"), [m[1:] for m in MISSING], ids=[m[0] for m in MISSING])
+def test_missing_runs_and_stores(store: RunStore, action: Callable[[RunStore], object], error: type[Exception], message: str) -> None:
+    store.create("patching", {"other": 1}, model="m").finish()
+    with pytest.raises(error, match=message) as raised:
+        action(store)
+    assert isinstance(raised.value, InterpError)
+
+
+def test_cli_runs_on_a_store_that_does_not_exist(tmp_path: Path) -> None:
+    result = invoke("runs", "--runs", tmp_path / "typo")
+    assert result.exit_code == 2 and "does not exist" in result.output and "typo" in result.output
+    (tmp_path / "file").write_text("x")
+    result = invoke("runs", "--runs", tmp_path / "file")
+    assert result.exit_code == 2 and "is a file" in result.output
+    assert "Traceback" not in result.output
+
+
+# ------------------------------------------------------------------ full disk, read-only store, modes (item 4)
+
+
+def _raise(code: int) -> Callable[..., None]:
+    def write(*args: object, **kwargs: object) -> None:
+        raise OSError(code, os.strerror(code))
+
+    return write
+
+
+FAULTS: list[tuple[str, Callable[[pytest.MonkeyPatch, RunStore], Callable[[], object]], str]] = [
+    ("disk full writing tensors", lambda mp, s: (mp.setattr(formats, "save_file", _raise(errno.ENOSPC)),
+                                                 lambda: s.create("k", {}, model="m").write_tensors("t", {"x": torch.zeros(1)}))[1],
+     "t.safetensors: No space left on device.*disk is full"),
+    ("disk full writing a shard", lambda mp, s: (mp.setattr(formats, "save_file", _raise(errno.ENOSPC)),
+                                                lambda: s.create("k", {}, model="m").write_shard("g", 0, tensors={"x": torch.zeros(1)}))[1],
+     "000000.safetensors: No space left on device.*disk is full"),
+    ("read-only store", lambda mp, s: (mp.setattr(Path, "mkdir", _raise(errno.EROFS)), lambda: s.create("k", {}, model="m"))[1],
+     "cannot create runs in .*runs.*read-only"),
+    ("store is a file", lambda mp, s: (s.root.parent.mkdir(exist_ok=True), s.root.write_text("x"), lambda: s.create("k", {}, model="m"))[2],
+     "cannot create runs in .*runs.*not a directory.*point --runs at a directory"),
+]
+
+
+@pytest.mark.parametrize(("fault", "message"), [f[1:] for f in FAULTS], ids=[f[0] for f in FAULTS])
+def test_write_faults_name_the_path_and_the_fix(monkeypatch: pytest.MonkeyPatch, store: RunStore, fault, message: str) -> None:
+    action = fault(monkeypatch, store)
+    with pytest.raises(StoreWriteError, match=message) as raised:
+        action()
+    assert isinstance(raised.value, OSError) and isinstance(raised.value, InterpError)
+
+
+def test_cli_patch_on_a_full_disk_records_the_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "patch.yaml"
+    config.write_text(PATCH_CONFIG)
+    monkeypatch.setattr(formats, "save_file", _raise(errno.ENOSPC))
+    result = invoke("patch", config, "--runs", tmp_path / "runs")
+    assert result.exit_code == 2, result.output
+    assert "No space left on device" in result.output and "disk is full" in result.output
+    assert "Traceback" not in result.output
+    [info] = RunStore(tmp_path / "runs").list()
+    assert info.status == FAILED and "No space left on device" in info.error and "StoreWriteError" in info.error
+    (tmp_path / "file").write_text("x")
+    result = invoke("patch", config, "--runs", tmp_path / "file")
+    assert result.exit_code == 2 and "not a directory" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_every_file_of_a_run_has_the_same_mode(store: RunStore, umask: int) -> None:
+    old = os.umask(umask)
+    try:
+        run = store.create("k", {}, model="m")
+        run.write_tensors("t", {"x": torch.zeros(2)})
+        run.write_table("table", pd.DataFrame({"a": [1]}))
+        run.write_json("j", {"a": 1})
+        run.write_shard("g", 0, tensors={"x": torch.zeros(2)}, frame=pd.DataFrame({"a": [1]}))
+    finally:
+        os.umask(old)
+    modes = {p.relative_to(run.path).as_posix(): oct(p.stat().st_mode & 0o777) for p in run.path.rglob("*") if p.is_file()}
+    assert len(modes) == 8 and set(modes.values()) == {oct(0o666 & ~umask)}, modes
+
+
+# ------------------------------------------------------------------ two writers (item 3)
+
+
+def _start(root: Path, n: int, sleep: float) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(HELPER), str(root), "locked", str(n), str(sleep)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def test_a_second_writer_is_refused_while_the_first_holds_the_run(store: RunStore) -> None:
+    store.create("killtest", helper.config(N), model="none", run_id="locked").release()
+    holder = _start(store.root, N, 30.0)  # writes shard 0, then sleeps
+    try:
+        assert holder.stdout.readline().strip() == "started"
+        second = subprocess.run(
+            [sys.executable, str(HELPER), str(store.root), "locked", str(N), "0"],
+            capture_output=True, text=True, timeout=120,
+        )
+        assert second.returncode == 3, second.stderr
+        assert f"is being written by process {holder.pid} (host" in second.stderr and "Traceback" not in second.stderr
+        from interp.runs import RunLockedError
+
+        with pytest.raises(RunLockedError, match=f"process {holder.pid}"):
+            store.resume("locked", helper.config(N))
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=60)
+    # the OS released the killed holder's lock: resuming works and completes the sweep
+    with store.resume("locked", helper.config(N)) as run:
+        helper.sweep(run, N, 0.0)
+    assert store.get("locked").status == "finished" and run.finished_shards(helper.GROUP) == list(range(N))
+
+
+def test_three_concurrent_resumers_never_crash(store: RunStore) -> None:
+    store.create("killtest", helper.config(N), model="none", run_id="locked").release()
+    for _ in range(2):  # two rounds of three processes started together
+        procs = [_start(store.root, N, 0.05) for _ in range(3)]
+        deadline = time.monotonic() + 180
+        outcomes = []
+        for proc in procs:
+            _, err = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
+            outcomes.append((proc.returncode, err))
+        assert all(code in (0, 3) for code, _ in outcomes), outcomes
+        assert any(code == 0 for code, _ in outcomes), outcomes
+        assert all("is being written by process" in err for code, err in outcomes if code == 3), outcomes
+        run = store.get("locked")
+        assert run.status == "finished"
+        for index, tensors, _ in run.read_shards(helper.GROUP):
+            assert torch.equal(tensors["effect"], helper.make_shard(index)[0]["effect"])
