@@ -8,7 +8,10 @@ to three files under ``<run>/shards/g/``::
     000007.parquet       its table rows (optional)
     000007.done          a small JSON marker, written last
 
-A shard counts as finished exactly when its marker exists. The payload files are renamed into
+A shard counts as finished exactly when its marker exists and it reads back whole: a shard whose
+marker or payload is damaged (empty or garbage marker, missing or truncated file) or whose
+floating-point tensors hold NaN or inf counts as unfinished, with a :class:`DamagedShardWarning`, and
+is recomputed on resume. The payload files are renamed into
 place first, each atomically, and the marker is renamed in last (after an fsync of the directory,
 so the order holds on disk too). A writer killed at any point therefore leaves either a finished
 shard or an unfinished one whose leftover payload is ignored and overwritten on resume, never a
