@@ -365,3 +365,20 @@ def test_three_concurrent_resumers_never_crash(store: RunStore) -> None:
         assert run.status == "finished"
         for index, tensors, _ in run.read_shards(helper.GROUP):
             assert torch.equal(tensors["effect"], helper.make_shard(index)[0]["effect"])
+
+
+def test_writers_release_their_lock(store: RunStore) -> None:
+    from interp.runs import lifecycle
+    from interp.runs.lock import _held
+
+    with lifecycle(store, "k", {"a": 1}, model="m") as run:
+        assert len(_held) == 1
+        run.finish()
+    assert _held == {}
+    with pytest.raises(KeyError), lifecycle(store, "k", {"a": 1}, model="m", resume=LATEST):
+        pass  # finished runs are not resumed by "latest"
+    with store.resume(run.id, {"a": 1}) as again:
+        again.write_json("x", 1)
+    assert _held == {} and store.get(run.id).status == "finished"
+    store.get(run.id)  # readers take no lock
+    assert _held == {}
