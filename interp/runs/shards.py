@@ -152,6 +152,8 @@ def finished_indices(shard_dir: Path) -> list[int]:
         reason = damaged_reason(shard_dir, index)
         if reason is None:
             finished.append(index)
+        elif not _stem(shard_dir, index).with_suffix(DONE_SUFFIX).exists():
+            continue  # a writer is rewriting it right now (its marker goes first): unfinished, not damaged
         else:
             warnings.warn(
                 f"shard {index} of group {shard_dir.name!r} in {shard_dir.parent.parent} is damaged: {reason}; "

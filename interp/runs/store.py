@@ -261,8 +261,16 @@ class RunStore:
         with :class:`~interp.runs.errors.RunLockedError` (see :mod:`interp.runs.lock`).
         """
         run = self.get(run_id)
-        manifest = run.manifest
         lock = WriteLock(run.path, run_id)  # before anything is written: a second writer stops here
+        try:
+            return self._reopen(run, lock, config)
+        except BaseException:
+            lock.release()
+            raise
+
+    def _reopen(self, run: Run, lock: WriteLock, config: dict[str, Any]) -> Run:
+        run_id = run.id
+        manifest = run.manifest  # read under the lock: the last writer's final word
         diffs = differences(manifest["config"], normalise(config, "config"))
         if diffs:
             lines = "\n".join(f"  {key}: run has {a!r}, given {b!r}" for key, a, b in diffs)

@@ -382,3 +382,6 @@ def test_writers_release_their_lock(store: RunStore) -> None:
     assert _held == {} and store.get(run.id).status == "finished"
     store.get(run.id)  # readers take no lock
     assert _held == {}
+    with pytest.raises(ValueError, match="config differs"):
+        store.resume(run.id, {"a": 2})
+    assert _held == {}  # a refused resume does not keep the lock
