@@ -37,8 +37,8 @@ from interp.runs.errors import (
     StoreWriteError,
     UnreadableRunWarning,
 )
-from interp.runs.manifest import CORRUPT, FAILED, FINISHED, RUNNING
 from interp.runs.lifecycle import LATEST, lifecycle, open_run
+from interp.runs.manifest import CORRUPT, FAILED, FINISHED, RUNNING
 from interp.runs.run import Run
 from interp.runs.store import RunInfo, RunStore, default_runs_root
 
@@ -57,8 +57,8 @@ __all__ = [
     "NotSerializableError",
     "Run",
     "RunExistsError",
-    "RunLockedError",
     "RunInfo",
+    "RunLockedError",
     "RunNotFoundError",
     "RunStore",
     "StoreNotFoundError",

@@ -111,7 +111,7 @@ def _load(stem: Path) -> tuple[dict[str, torch.Tensor], pd.DataFrame | None]:
         path = stem.with_suffix(TENSORS_SUFFIX)
         try:
             tensors = read_tensors(path)
-        except Exception as e:  # safetensors raises its own SafetensorError, or OSError for a missing file
+        except Exception as e:  # noqa: BLE001 - safetensors raises its own SafetensorError, OSError for a missing file
             raise DamagedShardError(f"its tensors {path.name} are unreadable ({type(e).__name__}: {e})") from None
         for key, tensor in tensors.items():
             if tensor.is_floating_point() and tensor.numel() and not bool(torch.isfinite(tensor).all()):
@@ -121,7 +121,7 @@ def _load(stem: Path) -> tuple[dict[str, torch.Tensor], pd.DataFrame | None]:
         path = stem.with_suffix(TABLE_SUFFIX)
         try:
             frame = read_table(path)
-        except Exception as e:  # pyarrow raises ArrowInvalid, or OSError for a missing file
+        except Exception as e:  # noqa: BLE001 - pyarrow raises ArrowInvalid, OSError for a missing file
             raise DamagedShardError(f"its table {path.name} is unreadable ({type(e).__name__}: {e})") from None
     return tensors, frame
 

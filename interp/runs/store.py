@@ -44,8 +44,8 @@ from interp.runs.errors import (
     RunNotFoundError,
     StoreNotFoundError,
 )
-from interp.runs.lock import WriteLock
 from interp.runs.jsonvalues import differences, flatten, normalise
+from interp.runs.lock import WriteLock
 from interp.runs.manifest import CORRUPT, RUNNING, new_manifest, now_iso, read_manifest, write_manifest
 from interp.runs.names import check_name, check_run_id, kind_from_run_id, new_run_id
 from interp.runs.run import Run
@@ -80,7 +80,7 @@ class RunInfo:
 def _info(path: Path) -> RunInfo:
     try:
         m = read_manifest(path)
-    except Exception as e:  # listing never raises: CorruptRunError says why, anything else is reported as it is
+    except Exception as e:  # noqa: BLE001 - listing never raises: CorruptRunError says why, anything else as it is
         reason = str(e) if isinstance(e, CorruptRunError) else f"cannot read {path}: {type(e).__name__}: {e}"
         return RunInfo(path.name, kind_from_run_id(path.name), CORRUPT, None, None, None, None, {}, path, reason)
     return RunInfo(

@@ -18,10 +18,10 @@ from pathlib import Path
 # run against the checkout these tests belong to, not whichever interp is installed
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
+import pandas as pd
+import torch
 
-from interp.runs import Run, RunLockedError, RunNotFoundError, RunStore  # noqa: E402
+from interp.runs import Run, RunLockedError, RunNotFoundError, RunStore
 
 GROUP = "cells"
 
