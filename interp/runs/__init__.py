@@ -19,6 +19,7 @@ Modules: :mod:`~interp.runs.store` (find, create, list, resume, delete runs),
 :mod:`~interp.runs.run` (one run's files), :mod:`~interp.runs.lifecycle` (open or resume a run
 and record how it ended; every command that writes a run goes through it),
 :mod:`~interp.runs.manifest`, :mod:`~interp.runs.shards`, :mod:`~interp.runs.formats`, :mod:`~interp.runs.atomic`, :mod:`~interp.runs.names`,
+:mod:`~interp.runs.lock` (one writer per run),
 :mod:`~interp.runs.jsonvalues`, :mod:`~interp.runs.errors`.
 """
 
