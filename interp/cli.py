@@ -104,6 +104,9 @@ def list_runs(
     from interp.runs import RunStore
 
     store = RunStore(runs)
+    problem = store.root_problem()
+    if problem:
+        fail(problem)
     infos = store.list(kind=kind)
     table = Table(title=str(store.root))
     table.add_column("id", no_wrap=True, min_width=max((len(i.id) for i in infos), default=2))

@@ -82,6 +82,8 @@ def record(comparison: Comparison, store: RunStore, config: dict[str, Any], task
     except BaseException as error:
         run.fail(f"{type(error).__name__}: {error}")
         raise
+    finally:
+        run.release()  # written: another process may now resume or rewrite it
     return run
 
 

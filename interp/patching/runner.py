@@ -119,7 +119,8 @@ def assemble(
 def summarise(result: PatchingResult, top: int = 5) -> dict[str, Any]:
     """The strongest cells by |normalised mean|, and the cost, for the manifest."""
     mean = result.mean().flatten()
-    order = mean.abs().argsort(descending=True)[:top].tolist()
+    strength = torch.nan_to_num(mean.abs(), nan=-1.0)  # a NaN cell (no effect to normalise by) ranks last
+    order = strength.argsort(descending=True, stable=True)[:top].tolist()
     grid = result.summary_frame()
     return {
         "top_cells": [{**{a: int(grid.iloc[i][a]) for a in result.axes}, "normalized_mean": float(mean[i])} for i in order],

@@ -19,6 +19,7 @@ Modules: :mod:`~interp.runs.store` (find, create, list, resume, delete runs),
 :mod:`~interp.runs.run` (one run's files), :mod:`~interp.runs.lifecycle` (open or resume a run
 and record how it ended; every command that writes a run goes through it),
 :mod:`~interp.runs.manifest`, :mod:`~interp.runs.shards`, :mod:`~interp.runs.formats`, :mod:`~interp.runs.atomic`, :mod:`~interp.runs.names`,
+:mod:`~interp.runs.lock` (one writer per run),
 :mod:`~interp.runs.jsonvalues`, :mod:`~interp.runs.errors`.
 """
 
@@ -26,13 +27,19 @@ from interp.runs.errors import (
     ArtifactNotFoundError,
     ConfigMismatchError,
     CorruptRunError,
+    DamagedShardError,
+    DamagedShardWarning,
     InvalidNameError,
     NotSerializableError,
     RunExistsError,
+    RunLockedError,
     RunNotFoundError,
+    StoreNotFoundError,
+    StoreWriteError,
+    UnreadableRunWarning,
 )
-from interp.runs.manifest import CORRUPT, FAILED, FINISHED, RUNNING
 from interp.runs.lifecycle import LATEST, lifecycle, open_run
+from interp.runs.manifest import CORRUPT, FAILED, FINISHED, RUNNING
 from interp.runs.run import Run
 from interp.runs.store import RunInfo, RunStore, default_runs_root
 
@@ -45,13 +52,19 @@ __all__ = [
     "ArtifactNotFoundError",
     "ConfigMismatchError",
     "CorruptRunError",
+    "DamagedShardError",
+    "DamagedShardWarning",
     "InvalidNameError",
     "NotSerializableError",
     "Run",
     "RunExistsError",
     "RunInfo",
+    "RunLockedError",
     "RunNotFoundError",
     "RunStore",
+    "StoreNotFoundError",
+    "StoreWriteError",
+    "UnreadableRunWarning",
     "default_runs_root",
     "lifecycle",
     "open_run",

@@ -18,12 +18,50 @@ run is resumed) clears those.
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 from collections.abc import Callable
 from pathlib import Path
 
+from interp.runs.errors import StoreWriteError
+
 TEMP_SUFFIX = ".tmp"
+
+_HINTS = {
+    errno.ENOSPC: "the disk is full: free some space, then resume the run (--resume)",
+    errno.EDQUOT: "the disk quota is exceeded: free some space, then resume the run (--resume)",
+    errno.EROFS: "the filesystem is read-only: choose a writable store with --runs or $INTERP_RUNS_DIR",
+    errno.EACCES: "permission denied: choose a writable store with --runs or $INTERP_RUNS_DIR",
+    errno.EPERM: "permission denied: choose a writable store with --runs or $INTERP_RUNS_DIR",
+    errno.ENOTDIR: "a file stands where a directory should be: point --runs at a directory",
+    errno.EEXIST: "a file stands where a directory should be: point --runs at a directory",
+}
+
+
+def write_error(path: Path, error: OSError, doing: str = "write") -> StoreWriteError:
+    """A :class:`StoreWriteError` for ``error`` (raised doing ``doing`` to ``path``) that names both and the fix."""
+    if isinstance(error, StoreWriteError):
+        return error
+    reason = error.strerror or str(error) or type(error).__name__
+    hint = _HINTS.get(error.errno or 0, "check that the store's disk is writable and has space")
+    failure = StoreWriteError(f"cannot {doing} {path}: {reason} (errno {error.errno}); {hint}")
+    failure.errno = error.errno
+    return failure
+
+
+def file_mode() -> int:
+    """The mode ``open()`` gives a new file under the current umask (0o644 under umask 022)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # no /proc: read the umask by setting it (and put it straight back)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def temporary_name(target: Path) -> Path:
@@ -56,14 +94,23 @@ def atomic_write(target: Path, write: Callable[[Path], object]) -> None:
     The writer gets a path rather than a handle because Parquet and safetensors write best to a
     path (safetensors streams from Rust without building the file in memory). If ``write``, or
     anything up to the rename, raises, the temporary file is removed and ``target`` is left
-    exactly as it was. The directory must exist: creating it here would quietly resurrect a run
+    exactly as it was; an :class:`OSError` (a full disk, a read-only store) is raised as a
+    :class:`~interp.runs.errors.StoreWriteError` naming ``target`` and the fix. The file gets the mode
+    a plain ``open()`` would give it (0o666 less the umask). The directory must exist: creating it here would quietly resurrect a run
     that was deleted while something still held it.
     """
     tmp = temporary_name(target)
     try:
         write(tmp)
+        os.chmod(tmp, file_mode())  # some writers (safetensors) create 0600 files; give all the same mode
         _fsync_file(tmp)
         os.replace(tmp, target)
+    except FileNotFoundError:  # the directory is gone (a deleted run): not a disk problem, say it as it is
+        tmp.unlink(missing_ok=True)
+        raise
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        raise write_error(target, error) from error
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -46,3 +46,28 @@ class ArtifactNotFoundError(InterpError, FileNotFoundError):
 
 class ManifestFieldError(InterpError, ValueError):
     """A manifest update that would change a field fixed at creation (``id``, ``format``) or set an unknown status."""
+
+
+class DamagedShardError(InterpError, RuntimeError):
+    """A finished shard that cannot be read whole (bad marker, missing or truncated file) or holds NaN/inf;
+    resuming the run recomputes it."""
+
+
+class DamagedShardWarning(UserWarning):
+    """Notice that a damaged shard was found and counts as unfinished (it is recomputed on resume)."""
+
+
+class UnreadableRunWarning(UserWarning):
+    """Notice that a run the store could not read was skipped (e.g. while looking for a run to resume)."""
+
+
+class RunLockedError(InterpError, RuntimeError):
+    """A run another process is writing (it holds the run's write lock); names that process."""
+
+
+class StoreWriteError(InterpError, OSError):
+    """The store cannot write (disk full, read-only, a file where a directory should be); names the path."""
+
+
+class StoreNotFoundError(InterpError, FileNotFoundError):
+    """A runs store path that does not exist, is a file, or cannot be read."""

@@ -21,20 +21,21 @@ shards, attribution stages, SAE training checkpoints) is read back, not recomput
 equals an uninterrupted run's.
 
 Any exception that leaves the block, ``KeyboardInterrupt`` (Ctrl-C) and ``SystemExit`` included,
-marks the run failed with :func:`~interp.runs.run.failure_reason` (the exception's type and message) as its
+marks the run failed (where the manifest can still be written: on a full disk it may not) with :func:`~interp.runs.run.failure_reason` (the exception's type and message) as its
 manifest's ``error`` and the traceback as ``traceback``, then propagates. A block that ends without
 calling :meth:`~interp.runs.Run.finish` leaves the run ``running``, to be continued later.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from interp.runs.errors import ConfigMismatchError, RunNotFoundError
+from interp.runs.errors import ConfigMismatchError, CorruptRunError, RunNotFoundError, UnreadableRunWarning
 from interp.runs.jsonvalues import differences, normalise
-from interp.runs.manifest import FINISHED
+from interp.runs.manifest import CORRUPT, FINISHED
 from interp.runs.run import Run
 from interp.runs.store import RunStore
 
@@ -42,15 +43,40 @@ LATEST = "latest"
 
 
 def latest_matching(store: RunStore, kind: str, config: dict[str, Any]) -> str:
-    """The id of the newest unfinished run of ``kind`` whose config equals ``config``."""
+    """The id of the newest unfinished run of ``kind`` whose config equals ``config``.
+
+    Runs whose manifest cannot be read are skipped, with an :class:`UnreadableRunWarning` naming them
+    (and named again in the error if no run matches): one broken run must not block every resume.
+    """
     wanted = normalise(config, "config")
-    candidates = [info for info in store.list(kind=kind) if info.status != FINISHED]
+    infos = store.list(kind=kind)
+    unreadable = [info for info in infos if info.status == CORRUPT]
+    candidates = [info for info in infos if info.status not in (FINISHED, CORRUPT)]
+    found = None
     for info in candidates:
-        if not differences(store.get(info.id).config, wanted):
-            return info.id
+        try:
+            stored = store.get(info.id).config
+        except (CorruptRunError, RunNotFoundError) as e:  # broken or deleted since the listing
+            unreadable.append(type(info)(**{**info.__dict__, "status": CORRUPT, "error": str(e)}))
+            continue
+        if not differences(stored, wanted):
+            found = info.id
+            break
+    skipped = "; ".join(f"{info.id} ({info.error})" for info in unreadable)
+    if unreadable:
+        warnings.warn(
+            f"skipped {len(unreadable)} unreadable {kind} run(s) while looking for one to resume: {skipped}",
+            UnreadableRunWarning,
+            stacklevel=3,
+        )
+    if found is not None:
+        return found
+    problem = store.root_problem()
+    where = problem if problem else f"in {store.root}"
+    note = f"; skipped {len(unreadable)} unreadable run(s): {skipped}" if unreadable else ""
     raise RunNotFoundError(
-        f"no unfinished {kind} run with this config in {store.root} ({len(candidates)} unfinished {kind} run(s) "
-        "with other configs); run without --resume to start one, or pass the id of the run to continue"
+        f"no unfinished {kind} run with this config {where} ({len(candidates)} unfinished {kind} run(s) "
+        f"with other configs{note}); run without --resume to start one, or pass the id of the run to continue"
     )
 
 
@@ -88,5 +114,10 @@ def lifecycle(
     try:
         yield run
     except BaseException as error:
-        run.fail(error)
+        try:
+            run.fail(error)
+        except OSError as unrecorded:  # e.g. the disk is still full: the original error matters more
+            error.add_note(f"(the failure could not be recorded in {run.path}: {unrecorded})")
         raise
+    finally:
+        run.release()

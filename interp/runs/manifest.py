@@ -108,6 +108,47 @@ def new_manifest(
     }
 
 
+_IDENTITY = (dict, str, type(None))
+# field -> the JSON types it may hold (None: null); fields absent from a manifest are not checked
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "format": (int,),
+    "id": (str,),
+    "kind": (str,),
+    "status": (str,),
+    "model": _IDENTITY,
+    "dataset": _IDENTITY,
+    "config": (dict,),
+    "versions": (dict, type(None)),
+    "created": (str,),
+    "finished": (str, type(None)),
+    "summary": (dict, type(None)),
+    "error": (str, type(None)),
+    "traceback": (str, type(None)),
+    "resumed": (list,),
+}
+_JSON_TYPE_NAMES = {dict: "an object", str: "a string", int: "an integer", list: "a list", type(None): "null"}
+
+
+def _field_problem(manifest: dict[str, Any]) -> str | None:
+    """What is wrong with a manifest's field types or values, or None."""
+    for field, types in _FIELD_TYPES.items():
+        if field not in manifest:
+            continue
+        value = manifest[field]
+        if isinstance(value, bool) or not isinstance(value, types):  # bool is an int to Python, not to JSON
+            wanted = " or ".join(_JSON_TYPE_NAMES[t] for t in types)
+            return f"{field}={value!r:.80}, not {wanted}"
+    if manifest["status"] not in STATUSES:
+        return f"status {manifest['status']!r}, not one of {list(STATUSES)}"
+    for field in ("created", "finished"):
+        if isinstance(manifest.get(field), str):
+            try:
+                datetime.fromisoformat(manifest[field])
+            except ValueError:
+                return f"{field}={manifest[field]!r:.80}, not an ISO-8601 time"
+    return None
+
+
 def read_manifest(run_dir: Path) -> dict[str, Any]:
     """Read and validate ``run_dir``'s manifest; :class:`CorruptRunError` says what is wrong."""
     path = run_dir / MANIFEST_NAME
@@ -122,12 +163,9 @@ def read_manifest(run_dir: Path) -> dict[str, Any]:
     missing = [field for field in REQUIRED_FIELDS if field not in manifest]
     if missing:
         raise CorruptRunError(f"{path} lacks the field(s) {missing}")
-    if not isinstance(manifest["created"], str):
-        raise CorruptRunError(f"{path} has created={manifest['created']!r}, not an ISO-8601 string")
-    if not isinstance(manifest.get("summary", {}), (dict, type(None))):
-        raise CorruptRunError(f"{path} has a summary that is not a JSON object")
-    if manifest["status"] not in STATUSES:
-        raise CorruptRunError(f"{path} has status {manifest['status']!r}, not one of {list(STATUSES)}")
+    problem = _field_problem(manifest)
+    if problem:
+        raise CorruptRunError(f"{path} has {problem}; fix or delete that run (interp reads no other field types)")
     if manifest["id"] != run_dir.name:
         raise CorruptRunError(
             f"{path} says id {manifest['id']!r} but lies in directory {run_dir.name!r} "

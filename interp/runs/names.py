@@ -19,9 +19,10 @@ from datetime import datetime, timezone
 
 from interp.runs.errors import InvalidNameError
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,127}$")
-_RUN_ID_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}$")
-_DEFAULT_ID_RE = re.compile(r"^(?P<kind>.+)-\d{8}-\d{6}-[0-9a-f]{6}$")
+# matched with re.fullmatch: "$" alone would also accept a name ending in a newline
+_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,127}")
+_RUN_ID_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}")
+_DEFAULT_ID_RE = re.compile(r"(?P<kind>.+)-\d{8}-\d{6}-[0-9a-f]{6}")
 
 # JSON names the run itself uses: ``write_json("manifest", ...)`` would overwrite the manifest.
 RESERVED_JSON_NAMES = frozenset({"manifest"})
@@ -29,7 +30,7 @@ RESERVED_JSON_NAMES = frozenset({"manifest"})
 
 def check_name(name: str, what: str) -> str:
     """Return ``name`` if it is a simple identifier (letters, digits, ``_``, ``-``), else raise."""
-    if not isinstance(name, str) or not _NAME_RE.match(name):
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
         raise InvalidNameError(
             f"{what} name {name!r} is not allowed: use 1-128 letters, digits, '_' or '-', not starting "
             "with '-' (no slashes, dots or spaces), e.g. 'logit_diff' or 'layer-3'"
@@ -39,7 +40,7 @@ def check_name(name: str, what: str) -> str:
 
 def check_run_id(run_id: str) -> str:
     """Return ``run_id`` if it is a valid run directory name, else raise."""
-    if not isinstance(run_id, str) or not _RUN_ID_RE.match(run_id) or ".." in run_id:
+    if not isinstance(run_id, str) or not _RUN_ID_RE.fullmatch(run_id) or ".." in run_id:
         raise InvalidNameError(
             f"run id {run_id!r} is not allowed: use 1-200 letters, digits, '_', '-' or '.', starting "
             "with a letter, digit or '_' and without '..'"
@@ -58,5 +59,5 @@ def kind_from_run_id(run_id: str) -> str | None:
 
     Used only to place a run whose manifest cannot be read under the right kind in listings.
     """
-    match = _DEFAULT_ID_RE.match(run_id)
+    match = _DEFAULT_ID_RE.fullmatch(run_id)
     return match.group("kind") if match else None

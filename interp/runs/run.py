@@ -52,8 +52,15 @@ def failure_reason(error: BaseException) -> str:
 class Run:
     """One run directory. Open runs with :class:`~interp.runs.RunStore`, or directly from a path."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, lock: Any = None) -> None:
         self.path = Path(path)
+        self._lock = lock  # the write lock of a run opened for writing (interp.runs.lock); None for readers
+
+    def release(self) -> None:
+        """Give up this process's write lock on the run, if it holds one (the run stays as it is)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r})"
@@ -122,10 +129,13 @@ class Run:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc is not None:
-            self.fail(exc)
-        elif self.status == RUNNING:
-            self.finish()
+        try:
+            if exc is not None:
+                self.fail(exc)
+            elif self.status == RUNNING:
+                self.finish()
+        finally:
+            self.release()
 
     # ----------------------------------------------------------------- artifacts
 
@@ -226,5 +236,9 @@ class Run:
         return shards.read_shard(self._shard_dir(group), index)
 
     def read_shards(self, group: str) -> list[tuple[int, dict[str, torch.Tensor], pd.DataFrame | None]]:
-        """``(index, tensors, frame)`` for every finished shard of ``group``, by index."""
-        return [(i, *self.read_shard(group, i)) for i in self.finished_shards(group)]
+        """``(index, tensors, frame)`` for every finished shard of ``group``, by index.
+
+        A damaged shard raises :class:`~interp.runs.errors.DamagedShardError` (resume the run to recompute
+        it) rather than being skipped or read with NaN in it.
+        """
+        return [(i, *self.read_shard(group, i)) for i in shards.marked_indices(self._shard_dir(group))]

@@ -35,15 +35,17 @@ from typing import Any
 
 import pandas as pd
 
-from interp.runs.atomic import fsync_directory, remove_temporaries
+from interp.runs.atomic import fsync_directory, remove_temporaries, write_error
 from interp.runs.errors import (
     ConfigMismatchError,
     CorruptRunError,
     InvalidNameError,
     RunExistsError,
     RunNotFoundError,
+    StoreNotFoundError,
 )
 from interp.runs.jsonvalues import differences, flatten, normalise
+from interp.runs.lock import WriteLock
 from interp.runs.manifest import CORRUPT, RUNNING, new_manifest, now_iso, read_manifest, write_manifest
 from interp.runs.names import check_name, check_run_id, kind_from_run_id, new_run_id
 from interp.runs.run import Run
@@ -78,8 +80,9 @@ class RunInfo:
 def _info(path: Path) -> RunInfo:
     try:
         m = read_manifest(path)
-    except CorruptRunError as e:
-        return RunInfo(path.name, kind_from_run_id(path.name), CORRUPT, None, None, None, None, {}, path, str(e))
+    except Exception as e:  # noqa: BLE001 - listing never raises: CorruptRunError says why, anything else as it is
+        reason = str(e) if isinstance(e, CorruptRunError) else f"cannot read {path}: {type(e).__name__}: {e}"
+        return RunInfo(path.name, kind_from_run_id(path.name), CORRUPT, None, None, None, None, {}, path, reason)
     return RunInfo(
         id=m["id"],
         kind=m["kind"],
@@ -134,11 +137,31 @@ class RunStore:
             return False
 
     def _ids(self) -> list[str]:
-        if not self.root.is_dir():
+        try:
+            return sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        except OSError:  # no store yet, a file, or unreadable: no runs (see root_problem)
             return []
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    def root_problem(self) -> str | None:
+        """Why the store's root cannot hold runs (missing, a file, unreadable), or None when it can."""
+        if not self.root.exists():
+            return f"runs store {self.root} does not exist; check the path (--runs or $INTERP_RUNS_DIR)"
+        if not self.root.is_dir():
+            return f"runs store {self.root} is a file, not a directory; point --runs at a directory"
+        if not os.access(self.root, os.R_OK | os.X_OK):
+            return f"runs store {self.root} is not readable; check its permissions"
+        return None
+
+    def check_root(self) -> None:
+        """Raise :class:`StoreNotFoundError` with :meth:`root_problem`'s reason, if there is one."""
+        problem = self.root_problem()
+        if problem:
+            raise StoreNotFoundError(problem)
 
     def _not_found(self, run_id: str) -> RunNotFoundError:
+        problem = self.root_problem()
+        if problem:
+            return RunNotFoundError(f"no run {run_id!r}: {problem}")
         ids = self._ids()
         close = [i for i in ids if i.startswith(run_id)][:3] or difflib.get_close_matches(run_id, ids, n=3)
         hint = f"; did you mean {close}?" if close else ""
@@ -164,9 +187,14 @@ class RunStore:
         final = self.root / run_id
         if final.exists():
             raise RunExistsError(f"run {run_id!r} already exists in {self.root}; resume it or delete it first")
-        self.root.mkdir(parents=True, exist_ok=True)
+        if self.root.exists() and not self.root.is_dir():
+            raise write_error(self.root, NotADirectoryError(20, "not a directory"), "create runs in")
         staging = self.root / f".{run_id}.creating-{secrets.token_hex(4)}"
-        staging.mkdir()
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            staging.mkdir()
+        except OSError as e:
+            raise write_error(staging.parent, e, "create runs in") from e
         try:
             write_manifest(staging, manifest)
             os.rename(staging, final)
@@ -174,9 +202,9 @@ class RunStore:
             shutil.rmtree(staging, ignore_errors=True)
             if final.exists():
                 raise RunExistsError(f"run {run_id!r} was created by someone else just now in {self.root}") from e
-            raise
+            raise write_error(final, e, "create run") from e
         fsync_directory(self.root)
-        return Run(final)
+        return Run(final, lock=WriteLock(final, run_id))
 
     def list(self, kind: str | None = None) -> list[RunInfo]:
         """Every run (or those of ``kind``), newest first. Never raises on a corrupt run: see the module doc."""
@@ -229,10 +257,20 @@ class RunStore:
 
         Raises :class:`ConfigMismatchError` listing each differing key with both values. Otherwise
         removes temporary files left by a killed writer, sets the status back to ``"running"``, and
-        appends the time to the manifest's ``resumed`` list. Only resume a run no process is writing.
+        appends the time to the manifest's ``resumed`` list. A run another process is writing is refused
+        with :class:`~interp.runs.errors.RunLockedError` (see :mod:`interp.runs.lock`).
         """
         run = self.get(run_id)
-        manifest = run.manifest
+        lock = WriteLock(run.path, run_id)  # before anything is written: a second writer stops here
+        try:
+            return self._reopen(run, lock, config)
+        except BaseException:
+            lock.release()
+            raise
+
+    def _reopen(self, run: Run, lock: WriteLock, config: dict[str, Any]) -> Run:
+        run_id = run.id
+        manifest = run.manifest  # read under the lock: the last writer's final word
         diffs = differences(manifest["config"], normalise(config, "config"))
         if diffs:
             lines = "\n".join(f"  {key}: run has {a!r}, given {b!r}" for key, a, b in diffs)
@@ -240,7 +278,11 @@ class RunStore:
                 f"cannot resume run {run_id!r}: the config differs in {len(diffs)} place(s):\n{lines}\n"
                 "resume with the run's own config (run.config), or start a new run for the new config"
             )
-        remove_temporaries(run.path)
+        run = Run(run.path, lock=lock)
+        try:
+            remove_temporaries(run.path)
+        except OSError as e:
+            raise write_error(run.path, e, "clean up") from e
         run.update_manifest(
             status=RUNNING, finished=None, error=None, traceback=None, resumed=[*manifest.get("resumed", []), now_iso()]
         )

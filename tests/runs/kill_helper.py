@@ -4,7 +4,8 @@
 it) and writes shards ``0..N-1`` of group ``"cells"``, printing each index on its own flushed line
 once the shard is written and sleeping ``SLEEP`` seconds between shards, so that the test can
 SIGKILL it part-way and then finish the sweep in-process. Every shard's content depends only on its
-index, so an interrupted-and-resumed sweep must reproduce an uninterrupted one exactly.
+index, so an interrupted-and-resumed sweep must reproduce an uninterrupted one exactly. A run that
+another process is writing makes it print the refusal to stderr and exit with status 3.
 """
 
 from __future__ import annotations
@@ -12,11 +13,15 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
+
+# run against the checkout these tests belong to, not whichever interp is installed
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import pandas as pd
 import torch
 
-from interp.runs import Run, RunNotFoundError, RunStore
+from interp.runs import Run, RunLockedError, RunNotFoundError, RunStore
 
 GROUP = "cells"
 
@@ -59,6 +64,9 @@ def main(root: str, run_id: str, n: int, sleep: float) -> None:
         run = store.resume(run_id, config(n))
     except RunNotFoundError:
         run = store.create("killtest", config(n), model="none", run_id=run_id)
+    except RunLockedError as refusal:
+        print(refusal, file=sys.stderr, flush=True)
+        sys.exit(3)
     print("started", flush=True)
     sweep(run, n, sleep, lambda i: print(i, flush=True))
     run.finish({"shards": n})

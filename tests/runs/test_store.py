@@ -196,7 +196,7 @@ def test_artifact_names_are_checked(store: RunStore, bad: str) -> None:
         run.write_json(bad, 1)
     with pytest.raises(InvalidNameError):
         run.write_shard(bad, 0, frame=pd.DataFrame({"a": [1]}))
-    assert sorted(p.name for p in store.root.parent.rglob("*") if p.is_file()) == ["manifest.json"]
+    assert sorted(p.name for p in store.root.parent.rglob("*") if p.is_file()) == ["manifest.json", "writer.lock"]
 
 
 def test_shards(store: RunStore) -> None:
