@@ -5,7 +5,7 @@ source, add a scaled vector, scale, zero, mean-ablate, replace by a function) an
 site to touch (``positions``, ``heads`` and batch ``rows``; None means all). Any number of them
 compose in one forward, applied in the order given. They round-trip through JSON + safetensors with
 :func:`save_interventions` / :func:`load_interventions` (never pickle), so a sweep's plan can be
-written down, resumed and shared.
+written down, resumed and shared. Selections take integers only (:mod:`interp.indices`).
 
 Selection is a boolean mask over the site's axes, and the new value is
 ``where(mask, new, old)``: untouched entries keep their exact bits, and the operation is
@@ -45,6 +45,7 @@ from jaxtyping import Bool, Float
 from safetensors.torch import load_file, save_file
 
 from interp.errors import InterventionError
+from interp.indices import as_indices, check_indices
 from interp.positions import SCOPES, PositionFrame, Scope
 from interp.sites import Site
 
@@ -52,14 +53,8 @@ Selector = Sequence[int] | None
 
 
 def _check_indices(indices: Sequence[int], size: int, what: str, site: Site) -> list[int]:
-    checked = [int(i) for i in indices]
-    bad = [i for i in checked if not -size <= i < size]
-    if bad:
-        raise InterventionError(
-            f"{what} {bad} out of range for site {site.name!r}, whose {what} axis has size {size} "
-            f"(valid: 0..{size - 1}, or negative from the end)"
-        )
-    return [i % size for i in checked]
+    """Integer ``indices`` into an axis of ``size`` (negative from the end), mapped onto ``0 .. size - 1``."""
+    return check_indices(indices, size, what, f"at site {site.name!r}", negative=True, error=InterventionError)
 
 
 def _axis_mask(indices: Selector, size: int, what: str, site: Site, device: torch.device) -> torch.Tensor | None:
@@ -90,6 +85,12 @@ class Intervention(ABC):
     def __post_init__(self) -> None:
         if self.scope not in SCOPES:
             raise InterventionError(f"scope {self.scope!r} at {self.site!r} is not one of {list(SCOPES)}")
+        for what in ("positions", "heads", "rows"):
+            indices = getattr(self, what)
+            if indices is not None:
+                object.__setattr__(
+                    self, what, tuple(as_indices(indices, what, f"of {self.kind} at {self.site!r}", InterventionError))
+                )
 
     def selection_mask(
         self, value: torch.Tensor, site: Site, frame: PositionFrame | None = None

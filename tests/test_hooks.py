@@ -407,3 +407,21 @@ def test_a_forward_waits_for_another_threads_session() -> None:
             assert torch.equal(model.forward(batch, nested), model.forward(batch, session))
     thread.join()
     assert torch.equal(seen[0], plain)
+
+
+def test_selectors_take_numpy_integers_and_refuse_floats_and_bools() -> None:
+    import numpy as np
+
+    model = interp.load_model("tiny-llama")
+    batch = model.to_tokens(PROMPTS)
+    site = "blocks.0.hook_resid_pre"
+    reference = model.run(batch, [Zero(site=site, positions=[1], rows=[0])])
+    assert torch.equal(model.run(batch, [Zero(site=site, positions=[np.int64(1)], rows=[np.int32(0)])]), reference)
+    for bad in ([1.7], [True], [torch.tensor(1.0)]):
+        with pytest.raises(interp.InterventionError, match="not an integer|bool"):
+            Zero(site=site, positions=bad)
+    with pytest.raises(interp.InterventionError, match=r"positions 0\.9 to capture is not an integer"):
+        model.run_with_cache(batch, sites=[site], positions=[0.9])
+    _, cache = model.run_with_cache(batch, sites=[site], positions=[np.int64(-1)])
+    assert cache[site].shape[1] == 1
+

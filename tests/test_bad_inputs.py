@@ -1,0 +1,78 @@
+"""Bad inputs to the library, one row each: the call, the InterpError it must raise, and what the
+message must say (the problem, the valid values, the fix)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+import interp
+from interp import Zero
+from interp.activations.errors import ActivationsError
+from interp.activations.selection import SpanMean
+from interp.cells import Cell
+from interp.errors import InterpError, InterventionError, InvalidArgumentError
+from interp.lens import inspect_prompt
+from interp.patching import patch_sweep
+from interp.tasks import ioi_task
+from tests.conftest import PROMPTS
+
+Case = tuple[str, Callable[[interp.Model], object], type[InterpError], str]
+
+
+@pytest.fixture(scope="module")
+def model() -> interp.Model:
+    return interp.load_model("tiny-llama")
+
+
+def _sweep(**selection: object) -> Callable[[interp.Model], object]:
+    def run(model: interp.Model) -> object:
+        sweep = str(selection.pop("sweep", "resid_pre"))
+        return patch_sweep(model, ioi_task(model, n=2), sweep, **selection)
+
+    return run
+
+
+SELECTORS: list[Case] = [
+    ("sweep position past the end", _sweep(positions=[100]), InterventionError,
+     r"position \[100\] out of range for sweep 'resid_pre'.*valid: 0\.\.\d+, or -\d+\.\.-1"),
+    ("sweep position before the start", _sweep(positions=[-100]), InterventionError,
+     r"position \[-100\] out of range"),
+    ("sweep float layer", _sweep(layers=[1.9]), InterventionError, r"layer 1\.9 .*not an integer"),
+    ("sweep bool layer", _sweep(layers=[True]), InterventionError, r"layer True .*bool"),
+    ("sweep layer past the end", _sweep(layers=[3]), InterventionError, r"layer \[3\] out of range.*valid: 0\.\.2\)"),
+    ("sweep negative head", _sweep(sweep="head_z", heads=[-1]), InterventionError, r"head \[-1\] out of range.*0\.\.3\)"),
+    ("heads on a resid sweep", _sweep(heads=[0]), InterventionError, r"'resid_pre' has axes \['layer', 'pos'\].*cannot select \['heads'\]"),
+    ("neurons on head_z", _sweep(sweep="head_z", neurons=[0]), InterventionError, r"cannot select \['neurons'\]"),
+    ("positions on head_z", _sweep(sweep="head_z", positions=[0]), InterventionError, r"cannot select \['positions'\].*_by_pos"),
+    ("float position in Zero", lambda m: Zero(site="blocks.0.hook_resid_pre", positions=[1.7]), InterventionError,
+     r"positions 1\.7 of zero at 'blocks\.0\.hook_resid_pre' is not an integer"),
+    ("bool head in Zero", lambda m: Zero(site="blocks.0.attn.hook_z", heads=[True]), InterventionError, r"heads True .*bool"),
+    ("float row in Zero", lambda m: Zero(site="blocks.0.hook_resid_pre", rows=[0.0]), InterventionError, r"rows 0\.0 .*not an integer"),
+    ("lone int as positions", lambda m: Zero(site="blocks.0.hook_resid_pre", positions=3), InterventionError,
+     r"must be a list of integers"),
+    ("float capture position", lambda m: m.run_with_cache(PROMPTS[0], sites=["logits"], positions=[0.9]), InterventionError,
+     r"positions 0\.9 to capture is not an integer"),
+    ("capture position past the end", lambda m: m.run_with_cache(PROMPTS[0], sites=["logits"], positions=[-99]),
+     InterventionError, r"positions \[-99\] out of range .*valid: 0\.\.\d+, or -\d+\.\.-1"),
+    ("float generation position", lambda m: m.generate(PROMPTS[0], [Zero(site="blocks.0.hook_resid_pre", positions=[np.float32(1)])], max_new_tokens=1),
+     InterventionError, r"not an integer"),
+    ("float cell position", lambda m: Cell(site="blocks.0.hook_resid_pre", positions=(1.5,)), InterventionError,
+     r"positions 1\.5 of cell .*not an integer"),
+    ("negative cell head", lambda m: Cell(site="blocks.0.attn.hook_z", heads=(-1,)), InterventionError, r"heads \[-1\] .*negative"),
+    ("lens float layer", lambda m: inspect_prompt(m, PROMPTS[0], layers=[0.5]), InvalidArgumentError, r"layers 0\.5 .*not an integer"),
+    ("lens layer past the end", lambda m: inspect_prompt(m, PROMPTS[0], layers=[3]), InvalidArgumentError, r"layers \[3\] out of range.*0\.\.2\)"),
+    ("float span bound", lambda m: SpanMean([(0.5, 2)]), ActivationsError, r"span bounds 0\.5 .*not an integer"),
+]
+
+CASES: list[Case] = SELECTORS
+
+
+@pytest.mark.parametrize(("name", "call", "error", "pattern"), CASES, ids=[c[0] for c in CASES])
+def test_bad_input_raises_a_clear_error(
+    model: interp.Model, name: str, call: Callable[[interp.Model], object], error: type[InterpError], pattern: str
+) -> None:
+    with pytest.raises(error, match=pattern):
+        call(model)
