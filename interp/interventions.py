@@ -257,6 +257,9 @@ class MeanAblate(Intervention):
 class Replace(Intervention):
     """Replace the selected entries by ``fn(value, site_name)``.
 
+    ``fn`` receives a copy of the site's value, so it may edit it in place; only the selection
+    (``positions``, ``heads``, ``rows``, ``scope``) takes the result.
+
     ``fn`` must be a module-level function for the intervention to be saved (it is stored by its
     import path); lambdas and closures work in memory but refuse to serialise. To load it back
     without ``trust_code=True``, decorate it with :func:`register_replace_fn`.
@@ -266,7 +269,26 @@ class Replace(Intervention):
     kind: ClassVar[str] = "replace"
 
     def new_value(self, value: torch.Tensor, site: Site) -> torch.Tensor:
-        return self.fn(value, site.name)
+        """``fn`` of a copy of ``value``: an in-place edit by ``fn`` cannot reach unselected entries.
+
+        Raises :class:`InterventionError` naming the site and function if ``fn`` returns anything
+        but a tensor that broadcasts to the site's shape.
+        """
+        new = self.fn(value.clone(), site.name)
+        name = getattr(self.fn, "__qualname__", repr(self.fn))
+        if not isinstance(new, torch.Tensor):
+            raise InterventionError(
+                f"Replace at {site.name!r}: function {name} returned {type(new).__name__}, not a tensor; it must "
+                f"return the new value, a tensor of the site's shape {tuple(value.shape)} (axes {site.axes}) "
+                "(an in-place edit such as v.zero_() returns v, so `return v` after editing)"
+            )
+        try:
+            return new.expand_as(value)
+        except RuntimeError:
+            raise InterventionError(
+                f"Replace at {site.name!r}: function {name} returned shape {tuple(new.shape)}, which does not "
+                f"broadcast to the site's shape {tuple(value.shape)} (axes {site.axes}); return a tensor of that shape"
+            ) from None
 
     def to_dict(self, tensor_prefix: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         path = _import_path(self.fn)

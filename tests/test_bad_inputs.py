@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import interp
-from interp import Zero
+from interp import Replace, Zero
 from interp.activations.errors import ActivationsError
 from interp.activations.selection import SpanMean
 from interp.cells import Cell
@@ -67,7 +67,22 @@ SELECTORS: list[Case] = [
     ("float span bound", lambda m: SpanMean([(0.5, 2)]), ActivationsError, r"span bounds 0\.5 .*not an integer"),
 ]
 
-CASES: list[Case] = SELECTORS
+SITE = "blocks.1.hook_resid_pre"
+
+
+def _replace(fn: Callable) -> Callable[[interp.Model], object]:
+    return lambda m: m.run(PROMPTS[0], [Replace(site=SITE, fn=fn)])
+
+
+REPLACE: list[Case] = [
+    ("replace returns None", _replace(lambda v, n: None), InterventionError,
+     r"Replace at 'blocks\.1\.hook_resid_pre': function .*<lambda> returned NoneType, not a tensor.*return v"),
+    ("replace returns a list", _replace(lambda v, n: v.tolist()), InterventionError, r"returned list, not a tensor"),
+    ("replace returns a wrong shape", _replace(lambda v, n: v[:, :2]), InterventionError,
+     r"function .*<lambda> returned shape \(1, 2, 64\), which does not broadcast to the site's shape \(1, \d+, 64\)"),
+]
+
+CASES: list[Case] = SELECTORS + REPLACE
 
 
 @pytest.mark.parametrize(("name", "call", "error", "pattern"), CASES, ids=[c[0] for c in CASES])

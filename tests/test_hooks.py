@@ -425,3 +425,24 @@ def test_selectors_take_numpy_integers_and_refuse_floats_and_bools() -> None:
     _, cache = model.run_with_cache(batch, sites=[site], positions=[np.int64(-1)])
     assert cache[site].shape[1] == 1
 
+
+def test_replace_editing_in_place_changes_only_the_selection() -> None:
+    model = interp.load_model("tiny-llama")
+    batch = model.to_tokens(PROMPTS)
+    site = "blocks.1.hook_resid_pre"
+    _, base = model.run_with_cache(batch, sites=[site])
+    _, cache = model.run_with_cache(
+        batch, sites=[site], interventions=[Replace(site=site, positions=[-1], rows=[0], fn=lambda v, n: v.zero_())]
+    )
+    got, want = cache[site], base[site].clone()
+    want[0, -1] = 0
+    assert torch.equal(got, want)
+    for fn, pattern in (
+        (lambda v, n: None, r"Replace at 'blocks\.1\.hook_resid_pre': function .*<lambda> returned NoneType, not a tensor"),
+        (lambda v, n: 3.0, r"returned float, not a tensor"),
+        (lambda v, n: v[..., :5], r"returned shape \(3, \d+, 5\), which does not broadcast"),
+    ):
+        with pytest.raises(interp.InterventionError, match=pattern):
+            model.run(batch, [Replace(site=site, fn=fn)])
+    assert no_hooks_left(model)
+
