@@ -5,7 +5,9 @@ source, add a scaled vector, scale, zero, mean-ablate, replace by a function) an
 site to touch (``positions``, ``heads`` and batch ``rows``; None means all). Any number of them
 compose in one forward, applied in the order given. They round-trip through JSON + safetensors with
 :func:`save_interventions` / :func:`load_interventions` (never pickle), so a sweep's plan can be
-written down, resumed and shared. Selections take integers only (:mod:`interp.indices`).
+written down, resumed and shared. Tensor fields (``source``, ``vector``, ``mean``, ``mask``) also
+take numpy arrays and nested lists, converted with ``torch.as_tensor``; selections take integers
+only (:mod:`interp.indices`).
 
 Selection is a boolean mask over the site's axes, and the new value is
 ``where(mask, new, old)``: untouched entries keep their exact bits, and the operation is
@@ -85,6 +87,16 @@ class Intervention(ABC):
     def __post_init__(self) -> None:
         if self.scope not in SCOPES:
             raise InterventionError(f"scope {self.scope!r} at {self.site!r} is not one of {list(SCOPES)}")
+        for name in self._tensor_fields:
+            raw = getattr(self, name)
+            if not isinstance(raw, torch.Tensor):
+                try:
+                    object.__setattr__(self, name, torch.as_tensor(raw))
+                except (TypeError, ValueError, RuntimeError) as error:
+                    raise InterventionError(
+                        f"{self.kind} at {self.site!r}: {name} of type {type(raw).__name__} is not a tensor and "
+                        f"cannot become one ({error}); give a torch tensor, a numpy array or a nested list of numbers"
+                    ) from None
         for what in ("positions", "heads", "rows"):
             indices = getattr(self, what)
             if indices is not None:

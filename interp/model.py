@@ -161,12 +161,57 @@ class Model:
             raise TokenizationError(f"{text!r} is {len(ids)} tokens {pieces}, not one; pick a single-token word")
         return ids[0]
 
+    @property
+    def vocab_size(self) -> int:
+        """Number of token ids the input embedding has rows for."""
+        return int(self.hf.get_input_embeddings().weight.shape[0])
+
+    @property
+    def context_length(self) -> int | None:
+        """Most tokens a prompt may have (the config's ``max_position_embeddings``; None if unset)."""
+        limit = getattr(self.hf.config, "max_position_embeddings", None)
+        return None if limit is None else int(limit)
+
     def as_batch(self, inputs: Inputs) -> TokenBatch:
+        """``inputs`` as a token batch on the model's device.
+
+        Raises :class:`TokenizationError` if the ids are not integers, lie outside
+        ``0 .. vocab_size - 1``, or a prompt is longer than :attr:`context_length`.
+        """
         if isinstance(inputs, TokenBatch):
-            return inputs.to(self.device)
-        if isinstance(inputs, torch.Tensor):
-            return TokenBatch.from_ids(inputs.to(self.device))
-        return self.to_tokens(inputs)
+            batch = inputs.to(self.device)
+        elif isinstance(inputs, torch.Tensor):
+            if inputs.dtype == torch.bool or inputs.is_floating_point() or inputs.is_complex():
+                raise TokenizationError(
+                    f"token ids must be an integer tensor, got dtype {inputs.dtype}; convert with ids.long() "
+                    "(or pass the prompts as text)"
+                )
+            batch = TokenBatch.from_ids(inputs.to(self.device))
+        else:
+            batch = self.to_tokens(inputs)
+        return self._check_batch(batch)
+
+    def _check_batch(self, batch: TokenBatch) -> TokenBatch:
+        ids = batch.input_ids
+        if ids.dtype == torch.bool or ids.is_floating_point() or ids.is_complex():
+            raise TokenizationError(f"TokenBatch ids must be integers, got dtype {ids.dtype}; convert with ids.long()")
+        if ids.numel():
+            vocab = self.vocab_size
+            low, high = int(ids.min()), int(ids.max())
+            if low < 0 or high >= vocab:
+                bad = low if low < 0 else high
+                raise TokenizationError(
+                    f"token id {bad} is outside the vocabulary of {self.name!r}: ids must be 0..{vocab - 1} "
+                    f"(vocab size {vocab}; the largest id given is {high}); were the ids made by another tokenizer?"
+                )
+        limit = self.context_length
+        longest = int(batch.lengths.max()) if ids.numel() else 0
+        if limit is not None and longest > limit:
+            raise TokenizationError(
+                f"a prompt of {longest} tokens is longer than the context of {self.name!r} "
+                f"({limit} tokens, max_position_embeddings); shorten the prompt to at most {limit} tokens"
+            )
+        return batch
 
     # --- running -----------------------------------------------------------------------------
     def hooks(

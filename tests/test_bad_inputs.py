@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+import torch
 
 import interp
 from interp import Replace, Zero
@@ -17,6 +18,7 @@ from interp.errors import InterpError, InterventionError, InvalidArgumentError
 from interp.lens import inspect_prompt
 from interp.patching import patch_sweep
 from interp.tasks import ioi_task
+from interp.tokenize import TokenBatch
 from tests.conftest import PROMPTS
 
 Case = tuple[str, Callable[[interp.Model], object], type[InterpError], str]
@@ -82,7 +84,37 @@ REPLACE: list[Case] = [
      r"function .*<lambda> returned shape \(1, 2, 64\), which does not broadcast to the site's shape \(1, \d+, 64\)"),
 ]
 
-CASES: list[Case] = SELECTORS + REPLACE
+LIBRARY: list[Case] = [
+    ("ragged list as Add vector", lambda m: interp.Add(site=SITE, vector=[[1.0, 2.0], [3.0]]), InterventionError,
+     r"add at 'blocks\.1\.hook_resid_pre': vector of type list is not a tensor and cannot become one"),
+    ("string as Patch source", lambda m: interp.Patch(site=SITE, source="cache"), InterventionError,
+     r"source of type str is not a tensor"),
+    ("float token ids", lambda m: m.run(torch.tensor([[1.0, 2.0]])), interp.TokenizationError,
+     r"token ids must be an integer tensor, got dtype torch\.float32; convert with ids\.long\(\)"),
+    ("float64 ids in a TokenBatch", lambda m: m.run(TokenBatch(*(torch.ones(1, 2, dtype=t) for t in (torch.float64, torch.long, torch.long)))),
+     interp.TokenizationError, r"ids must be integers, got dtype torch\.float64"),
+    ("token id past the vocabulary", lambda m: m.run(torch.tensor([[1, 512]])), interp.TokenizationError,
+     r"token id 512 is outside the vocabulary of 'tiny-llama': ids must be 0\.\.511 \(vocab size 512"),
+    ("negative token id", lambda m: m.run(torch.tensor([[-1, 2]])), interp.TokenizationError, r"token id -1 is outside the vocabulary"),
+    ("prompt longer than the context", lambda m: m.run(" Mary" * 200), interp.TokenizationError,
+     r"a prompt of 200 tokens is longer than the context of 'tiny-llama' \(128 tokens, max_position_embeddings\)"),
+    ("lens prompt longer than the context", lambda m: inspect_prompt(m, " Mary" * 200), interp.TokenizationError,
+     r"a prompt of 200 tokens is longer than the context"),
+    ("generation past the context", lambda m: m.generate(" Mary" * 100, max_new_tokens=50), interp.GenerationError,
+     r"a prompt of 100 tokens plus max_new_tokens=50 exceeds the context of 'tiny-llama' \(128 tokens\); ask for at most 28"),
+    ("unknown dtype string", lambda m: interp.load_model("tiny-llama", dtype="float128"), InvalidArgumentError,
+     r"dtype 'float128' is not a model dtype; use one of \['float32', 'float64', 'bfloat16', 'float16'\]"),
+    ("integer dtype", lambda m: interp.load_model("tiny-llama", dtype=torch.int64), InvalidArgumentError, r"dtype torch\.int64 is not a model dtype"),
+    ("gpu is not a device name", lambda m: interp.load_model("tiny-llama", device="gpu"), InvalidArgumentError,
+     r"device 'gpu' is not a device name .*a GPU is 'cuda'.*available devices: cpu"),
+    ("prepend_bos not a bool", lambda m: interp.load_model("tiny-llama", prepend_bos="yes"), InvalidArgumentError,
+     r"prepend_bos='yes' is not a bool"),
+]
+if not torch.cuda.is_available():
+    LIBRARY.append(("cuda without CUDA", lambda m: interp.load_model("tiny-llama", device="cuda"), InvalidArgumentError,
+                    r"^device 'cuda' is not available here; available devices: cpu"))
+
+CASES: list[Case] = SELECTORS + REPLACE + LIBRARY
 
 
 @pytest.mark.parametrize(("name", "call", "error", "pattern"), CASES, ids=[c[0] for c in CASES])

@@ -446,3 +446,27 @@ def test_replace_editing_in_place_changes_only_the_selection() -> None:
             model.run(batch, [Replace(site=site, fn=fn)])
     assert no_hooks_left(model)
 
+
+def test_numpy_and_list_tensors_are_converted() -> None:
+    model = interp.load_model("tiny-llama", dtype="float64")
+    assert model.dtype == torch.float64
+    batch = model.to_tokens(PROMPTS)
+    site = "blocks.1.hook_resid_pre"
+    _, cache = model.run_with_cache(batch, sites=[site])
+    source = cache[site] + 1.0
+    expected = model.run(batch, [Patch(site=site, source=source, positions=[-1])])
+    assert torch.equal(model.run(batch, [Patch(site=site, source=source.numpy(), positions=[-1])]), expected)
+    vector = torch.arange(model.dims.d_model, dtype=torch.float64)
+    expected = model.run(batch, [Add(site=site, vector=vector)])
+    assert torch.equal(model.run(batch, [Add(site=site, vector=vector.tolist())]), expected)
+
+
+def test_token_ids_and_prompt_lengths_are_checked_against_the_model() -> None:
+    model = interp.load_model("tiny-gpt2")
+    limit = model.context_length
+    assert limit == 128 and model.vocab_size == 512
+    model.run(torch.full((1, limit), 511))  # the largest id and the full context are fine
+    with pytest.raises(interp.TokenizationError, match=rf"{limit + 1} tokens is longer than the context .*\({limit} tokens"):
+        model.run(torch.ones(1, limit + 1, dtype=torch.long))
+    with pytest.raises(interp.TokenizationError, match="token id 512 is outside the vocabulary"):
+        model.run(torch.tensor([[512]]))

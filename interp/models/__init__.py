@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from interp.errors import ModelLoadError
+from interp.config import DTYPES
+from interp.errors import InvalidArgumentError, ModelLoadError
 from interp.model import Model
 from interp.models.gguf import ADD_BOS_KEY, cached_add_bos_token, cached_checkpoint
 from interp.models.tiny import TINY_MODELS, build_tiny, tiny_tokenizer
@@ -67,10 +68,47 @@ def _from_gguf(gguf: Path, dtype: torch.dtype, cache_dir: str | Path | None, nam
     return Model(hf_model, tokenizer, name=name, prepend_bos=add_bos, prepend_bos_source=f"GGUF metadata {ADD_BOS_KEY}")
 
 
+def available_devices() -> list[str]:
+    """Devices this machine can run a model on: ``cpu``, then each CUDA device, then ``mps``."""
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        devices.append("mps")
+    return devices
+
+
+def check_device(device: torch.device | str) -> torch.device:
+    """``device`` as a torch device, refused with the available ones if this machine lacks it."""
+    available = available_devices()
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InvalidArgumentError(
+            f"device {device!r} is not a device name (names look like cpu, cuda, cuda:0, mps; a GPU is 'cuda'); "
+            f"available devices: {', '.join(available)}"
+        ) from None
+    if str(parsed) not in available:
+        raise InvalidArgumentError(f"device {str(parsed)!r} is not available here; available devices: {', '.join(available)}")
+    return parsed
+
+
+def check_dtype(dtype: torch.dtype | str) -> torch.dtype:
+    """``dtype`` as a torch floating dtype: a ``torch.dtype`` or one of the names in :data:`DTYPES`."""
+    if isinstance(dtype, str) and dtype in DTYPES:
+        return DTYPES[dtype]
+    if isinstance(dtype, torch.dtype) and dtype in DTYPES.values():
+        return dtype
+    raise InvalidArgumentError(
+        f"dtype {dtype!r} is not a model dtype; use one of {list(DTYPES)} (as a string or torch.<name>)"
+    )
+
+
 def load_model(
     name_or_path: str | Path = DEFAULT_MODEL,
     device: torch.device | str = "cpu",
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | str = torch.float32,
     cache_dir: str | Path | None = None,
     seed: int = 0,
     prepend_bos: bool | None = None,
@@ -80,7 +118,10 @@ def load_model(
     ``prepend_bos`` None starts prompts with BOS where the model expects it: a GGUF file's
     ``tokenizer.ggml.add_bos_token``, else the tokenizer's config, else the family
     (:func:`interp.model.default_prepend_bos`); ``repr(model)`` names the source that decided.
+    ``device`` must exist on this machine and ``dtype`` be one of :data:`interp.config.DTYPES` (a
+    name or a torch dtype); both are checked before anything loads.
     """
+    device, dtype = check_device(device), check_dtype(dtype)
     name = str(name_or_path)
     source = None if prepend_bos is None else "load_model argument"
     if name.lower() in _DEFAULT_ALIASES:
