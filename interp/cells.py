@@ -19,6 +19,7 @@ from pydantic import ValidationInfo, field_validator
 
 from interp.config import ConfigError, ConfigModel
 from interp.errors import InterventionError
+from interp.indices import as_indices, check_indices
 from interp.sites import Site, parse_site, site_name
 
 if TYPE_CHECKING:
@@ -47,12 +48,31 @@ FEATURE_KINDS = ("mlp_pre", "mlp_pre_linear", "mlp_post")
 
 @dataclass(frozen=True)
 class Cell:
-    """Patch ``site`` at the given positions / heads / neurons (None = all)."""
+    """Patch ``site`` at the given positions / heads / neurons (None = all).
+
+    Selections are non-negative integers (positions count from the sequence's start); a float, a
+    bool or a negative entry is refused on construction, and entries beyond the site's axes when
+    the cell is applied (:func:`selection_mask`).
+    """
 
     site: str
     positions: tuple[int, ...] | None = None
     heads: tuple[int, ...] | None = None
     neurons: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        for what in ("positions", "heads", "neurons"):
+            values = getattr(self, what)
+            if values is None:
+                continue
+            checked = tuple(as_indices(values, what, f"of cell at {self.site!r}", InterventionError))
+            negative = [v for v in checked if v < 0]
+            if negative:
+                raise InterventionError(
+                    f"{what} {negative} of cell at {self.site!r} are negative; cells take absolute indices "
+                    "(0 = first), so give 0..size-1 (sweeps map negative positions to these for you)"
+                )
+            object.__setattr__(self, what, checked)
 
     @property
     def parsed(self) -> Site:
@@ -114,22 +134,32 @@ def sweep_cells(
     heads: Sequence[int] | None = None,
     neurons: Sequence[int] | None = None,
 ) -> tuple[list[CellGroup], tuple[str, ...], dict[str, list[int]]]:
-    """Cell groups of a named sweep, in grid order, with its axes and coordinates."""
+    """Cell groups of a named sweep, in grid order, with its axes and coordinates.
+
+    Selections must be integers in range: layers, heads and neurons in ``0 .. size - 1``, positions
+    also ``-n_positions .. -1`` from the end. A selection for an axis the sweep does not have (heads
+    on ``resid_pre``) is an error, never ignored.
+    """
     if sweep not in SWEEPS:
         raise InterventionError(f"unknown sweep {sweep!r}; choose one of {sorted(SWEEPS)}")
     kind, axes = SWEEPS[sweep]
     head_count = n_kv_heads if kind in ("k", "v") else n_heads
-    coords = {
-        "layer": list(range(n_layers)) if layers is None else [int(x) for x in layers],
-        "pos": list(range(n_positions)) if positions is None else [int(p) % n_positions for p in positions],
-        "head": list(range(head_count)) if heads is None else [int(h) for h in heads],
-        "neuron": list(range(d_mlp)) if neurons is None else [int(n) for n in neurons],
-    }
-    for axis, size in (("layer", n_layers), ("pos", n_positions), ("head", head_count), ("neuron", d_mlp)):
-        bad = [x for x in coords[axis] if not 0 <= x < size]
-        if bad:
-            raise InterventionError(f"{axis} {bad} out of range for sweep {sweep!r} (valid: 0..{size - 1})")
-    coords = {axis: coords[axis] for axis in axes}
+    given = {"layer": layers, "pos": positions, "head": heads, "neuron": neurons}
+    keys = {"layer": "layers", "pos": "positions", "head": "heads", "neuron": "neurons"}
+    extra = [keys[axis] for axis, value in given.items() if value is not None and axis not in axes]
+    if extra:
+        raise InterventionError(
+            f"sweep {sweep!r} has axes {list(axes)}, so it cannot select {extra}; remove {extra} "
+            f"or choose a sweep with that axis (e.g. head_z for heads, neuron for neurons, *_by_pos for positions)"
+        )
+    sizes = {"layer": n_layers, "pos": n_positions, "head": head_count, "neuron": d_mlp}
+    coords: dict[str, list[int]] = {}
+    for axis in axes:
+        value, size = given[axis], sizes[axis]
+        coords[axis] = list(range(size)) if value is None else check_indices(
+            value, size, "position" if axis == "pos" else axis, f"for sweep {sweep!r}", negative=axis == "pos",
+            error=InterventionError,
+        )
     groups: list[CellGroup] = []
     for values in itertools.product(*(coords[a] for a in axes)):
         point = dict(zip(axes, values, strict=True))
@@ -165,21 +195,23 @@ def selection_mask(cell: Cell, site: Site, shape: Sequence[int], start_pos: int)
     dims = list(shape[1:])
     mask = torch.ones(dims, dtype=torch.bool)
     pos_axis, head_axis = site.pos_axis - 1, (site.head_axis - 1 if site.head_axis is not None else None)
+    context = f"of cell at {site.name!r}"
     if cell.positions is not None:
         keep = torch.zeros(dims[pos_axis], dtype=torch.bool)
-        keep[[p - start_pos for p in cell.positions]] = True
+        positions = check_indices(cell.positions, start_pos + dims[pos_axis], "positions", context, error=InterventionError)
+        keep[[p - start_pos for p in positions]] = True
         mask &= _along(keep, pos_axis, len(dims))
     if cell.heads is not None:
         if head_axis is None:
             raise InterventionError(f"cell at {site.name!r} selects heads, but the site has no head axis")
         keep = torch.zeros(dims[head_axis], dtype=torch.bool)
-        keep[list(cell.heads)] = True
+        keep[check_indices(cell.heads, dims[head_axis], "heads", context, error=InterventionError)] = True
         mask &= _along(keep, head_axis, len(dims))
     if cell.neurons is not None:
         if site.kind not in FEATURE_KINDS:
             raise InterventionError(f"cell at {site.name!r} selects neurons; only MLP neuron sites {FEATURE_KINDS} have them")
         keep = torch.zeros(dims[-1], dtype=torch.bool)
-        keep[list(cell.neurons)] = True
+        keep[check_indices(cell.neurons, dims[-1], "neurons", context, error=InterventionError)] = True
         mask &= _along(keep, len(dims) - 1, len(dims))
     return mask
 

@@ -107,6 +107,12 @@ def generate(
     _check_settings(max_new_tokens, temperature, top_k, top_p)
     _check_frame_support(interventions)
     batch = model.as_batch(prompts)
+    limit, longest = model.context_length, int(batch.lengths.max())
+    if limit is not None and longest + max_new_tokens > limit:
+        raise GenerationError(
+            f"a prompt of {longest} tokens plus max_new_tokens={max_new_tokens} exceeds the context of "
+            f"{model.name!r} ({limit} tokens); ask for at most {max(limit - longest, 0)} new tokens or shorten the prompt"
+        )
     device = model.device
     prompt_lengths = batch.lengths
     ids, mask = batch.input_ids, batch.attention_mask

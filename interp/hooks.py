@@ -50,6 +50,7 @@ from torch.utils.hooks import RemovableHandle
 from interp.arch.base import Location
 from interp.cache import ActivationCache
 from interp.errors import HookNotFiredError, InterventionError
+from interp.indices import as_indices
 from interp.interventions import Intervention, _check_indices
 from interp.positions import PositionFrame
 from interp.sites import Site
@@ -98,7 +99,7 @@ class HookSession:
         stop_after_capture: bool = False,
     ) -> None:
         self.model = model
-        self.positions = None if positions is None else [int(p) for p in positions]
+        self.positions = None if positions is None else as_indices(positions, "positions", "to capture", InterventionError)
         self.device = device
         self.dtype = dtype
         self.requests: dict[str, SiteRequest] = {}

@@ -5,7 +5,9 @@ source, add a scaled vector, scale, zero, mean-ablate, replace by a function) an
 site to touch (``positions``, ``heads`` and batch ``rows``; None means all). Any number of them
 compose in one forward, applied in the order given. They round-trip through JSON + safetensors with
 :func:`save_interventions` / :func:`load_interventions` (never pickle), so a sweep's plan can be
-written down, resumed and shared.
+written down, resumed and shared. Tensor fields (``source``, ``vector``, ``mean``, ``mask``) also
+take numpy arrays and nested lists, converted with ``torch.as_tensor``; selections take integers
+only (:mod:`interp.indices`).
 
 Selection is a boolean mask over the site's axes, and the new value is
 ``where(mask, new, old)``: untouched entries keep their exact bits, and the operation is
@@ -45,6 +47,7 @@ from jaxtyping import Bool, Float
 from safetensors.torch import load_file, save_file
 
 from interp.errors import InterventionError
+from interp.indices import as_indices, check_indices
 from interp.positions import SCOPES, PositionFrame, Scope
 from interp.sites import Site
 
@@ -52,14 +55,8 @@ Selector = Sequence[int] | None
 
 
 def _check_indices(indices: Sequence[int], size: int, what: str, site: Site) -> list[int]:
-    checked = [int(i) for i in indices]
-    bad = [i for i in checked if not -size <= i < size]
-    if bad:
-        raise InterventionError(
-            f"{what} {bad} out of range for site {site.name!r}, whose {what} axis has size {size} "
-            f"(valid: 0..{size - 1}, or negative from the end)"
-        )
-    return [i % size for i in checked]
+    """Integer ``indices`` into an axis of ``size`` (negative from the end), mapped onto ``0 .. size - 1``."""
+    return check_indices(indices, size, what, f"at site {site.name!r}", negative=True, error=InterventionError)
 
 
 def _axis_mask(indices: Selector, size: int, what: str, site: Site, device: torch.device) -> torch.Tensor | None:
@@ -90,6 +87,22 @@ class Intervention(ABC):
     def __post_init__(self) -> None:
         if self.scope not in SCOPES:
             raise InterventionError(f"scope {self.scope!r} at {self.site!r} is not one of {list(SCOPES)}")
+        for name in self._tensor_fields:
+            raw = getattr(self, name)
+            if not isinstance(raw, torch.Tensor):
+                try:
+                    object.__setattr__(self, name, torch.as_tensor(raw))
+                except (TypeError, ValueError, RuntimeError) as error:
+                    raise InterventionError(
+                        f"{self.kind} at {self.site!r}: {name} of type {type(raw).__name__} is not a tensor and "
+                        f"cannot become one ({error}); give a torch tensor, a numpy array or a nested list of numbers"
+                    ) from None
+        for what in ("positions", "heads", "rows"):
+            indices = getattr(self, what)
+            if indices is not None:
+                object.__setattr__(
+                    self, what, tuple(as_indices(indices, what, f"of {self.kind} at {self.site!r}", InterventionError))
+                )
 
     def selection_mask(
         self, value: torch.Tensor, site: Site, frame: PositionFrame | None = None
@@ -256,6 +269,9 @@ class MeanAblate(Intervention):
 class Replace(Intervention):
     """Replace the selected entries by ``fn(value, site_name)``.
 
+    ``fn`` receives a copy of the site's value, so it may edit it in place; only the selection
+    (``positions``, ``heads``, ``rows``, ``scope``) takes the result.
+
     ``fn`` must be a module-level function for the intervention to be saved (it is stored by its
     import path); lambdas and closures work in memory but refuse to serialise. To load it back
     without ``trust_code=True``, decorate it with :func:`register_replace_fn`.
@@ -265,7 +281,26 @@ class Replace(Intervention):
     kind: ClassVar[str] = "replace"
 
     def new_value(self, value: torch.Tensor, site: Site) -> torch.Tensor:
-        return self.fn(value, site.name)
+        """``fn`` of a copy of ``value``: an in-place edit by ``fn`` cannot reach unselected entries.
+
+        Raises :class:`InterventionError` naming the site and function if ``fn`` returns anything
+        but a tensor that broadcasts to the site's shape.
+        """
+        new = self.fn(value.clone(), site.name)
+        name = getattr(self.fn, "__qualname__", repr(self.fn))
+        if not isinstance(new, torch.Tensor):
+            raise InterventionError(
+                f"Replace at {site.name!r}: function {name} returned {type(new).__name__}, not a tensor; it must "
+                f"return the new value, a tensor of the site's shape {tuple(value.shape)} (axes {site.axes}) "
+                "(an in-place edit such as v.zero_() returns v, so `return v` after editing)"
+            )
+        try:
+            return new.expand_as(value)
+        except RuntimeError:
+            raise InterventionError(
+                f"Replace at {site.name!r}: function {name} returned shape {tuple(new.shape)}, which does not "
+                f"broadcast to the site's shape {tuple(value.shape)} (axes {site.axes}); return a tensor of that shape"
+            ) from None
 
     def to_dict(self, tensor_prefix: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         path = _import_path(self.fn)

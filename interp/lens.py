@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from interp.errors import InvalidArgumentError
+from interp.indices import check_indices
 from interp.model import Model
 
 
@@ -51,9 +51,7 @@ def inspect_prompt(model: Model, prompt: str, layers: Sequence[int] = (), top_k:
     """Run ``prompt`` once and read off its next-token distribution, logit lens and the attention
     patterns of ``layers``."""
     n_layers = model.dims.n_layers
-    bad = [layer for layer in layers if not 0 <= layer < n_layers]
-    if bad:
-        raise InvalidArgumentError(f"layers {bad} are out of range: the model has layers 0..{n_layers - 1}")
+    layers = check_indices(layers, n_layers, "layers", f"of {model.name!r}")
     residual_sites = ["blocks.0.hook_resid_pre", *(f"blocks.{layer}.hook_resid_post" for layer in range(n_layers))]
     pattern_sites = [f"blocks.{layer}.attn.hook_pattern" for layer in layers]
     batch = model.to_tokens(prompt)

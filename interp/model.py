@@ -33,7 +33,7 @@ from torch import nn
 from interp.arch import adapter_for
 from interp.attention import replace_hf_eager
 from interp.cache import ActivationCache
-from interp.errors import ModelStateError, TokenizationError
+from interp.errors import InvalidArgumentError, ModelStateError, TokenizationError
 from interp.hooks import HookSession
 from interp.interventions import Intervention
 from interp.positions import PositionFrame
@@ -46,16 +46,64 @@ if TYPE_CHECKING:
 Inputs = str | Sequence[str] | TokenBatch | torch.Tensor
 Metric = Callable[[Float[torch.Tensor, "batch pos vocab"]], Float[torch.Tensor, ""]]
 
+BOS_FAMILIES = ("gemma",)
+"""Model-type prefixes of families trained with a BOS token before every sequence."""
+
+
+def default_prepend_bos(tokenizer, family: str) -> tuple[bool, str]:
+    """Whether prompts should start with BOS when nothing else says so, and which source decided.
+
+    In order: a tokenizer without a BOS token gives False; a tokenizer config that sets
+    ``add_bos_token`` decides; a post-processor that adds BOS gives True; a family in
+    :data:`BOS_FAMILIES` gives True; otherwise False.
+    """
+    bos = tokenizer.bos_token_id
+    if bos is None:
+        return False, "the tokenizer has no BOS token"
+    init_kwargs = getattr(tokenizer, "init_kwargs", {}) or {}
+    if init_kwargs.get("add_bos_token") is not None:
+        return bool(init_kwargs["add_bos_token"]), "tokenizer config add_bos_token"
+    with_special = list(tokenizer("a", add_special_tokens=True)["input_ids"])
+    without = list(tokenizer("a", add_special_tokens=False)["input_ids"])
+    if with_special[:1] == [bos] and without[:1] != [bos]:
+        return True, "tokenizer post-processor adds BOS"
+    if family.startswith(BOS_FAMILIES):
+        return True, f"{family} family requires BOS"
+    return False, "no source asks for BOS"
+
 
 class Model:
     """A causal LM with the workbench's site vocabulary and hook layer."""
 
-    def __init__(self, hf_model: nn.Module, tokenizer, name: str | None = None, prepend_bos: bool = False) -> None:
+    def __init__(
+        self,
+        hf_model: nn.Module,
+        tokenizer,
+        name: str | None = None,
+        prepend_bos: bool | None = None,
+        prepend_bos_source: str | None = None,
+    ) -> None:
+        """Wrap ``hf_model`` and ``tokenizer``.
+
+        ``prepend_bos`` None means what the model expects (:func:`default_prepend_bos`);
+        ``prepend_bos_source`` names where a given value came from (shown by ``repr``).
+        """
         self.hf = hf_model.eval()
         self.tokenizer = tokenizer
         self.name = name or getattr(hf_model.config, "_name_or_path", None) or hf_model.config.model_type
-        self.prepend_bos = prepend_bos
         self.arch = adapter_for(hf_model)
+        if prepend_bos is None:
+            self.prepend_bos, self.prepend_bos_source = default_prepend_bos(tokenizer, self.arch.family)
+        elif not isinstance(prepend_bos, bool):
+            raise InvalidArgumentError(
+                f"prepend_bos={prepend_bos!r} is not a bool; pass True, False, or None for the model's default"
+            )
+        else:
+            if prepend_bos and tokenizer.bos_token_id is None:
+                raise InvalidArgumentError(
+                    f"prepend_bos=True but the tokenizer of {self.name!r} has no BOS token; pass prepend_bos=False"
+                )
+            self.prepend_bos, self.prepend_bos_source = prepend_bos, prepend_bos_source or "set by the caller"
         replace_hf_eager(hf_model)
         self.sites: list[str] = self.arch.site_names()
         self._site_set = frozenset(self.sites)
@@ -65,7 +113,8 @@ class Model:
         d = self.arch.dims
         return (
             f"Model({self.name!r}, family={self.arch.family}, layers={d.n_layers}, d_model={d.d_model}, "
-            f"heads={d.n_heads}/{d.n_kv_heads} kv, device={self.device}, dtype={self.dtype})"
+            f"heads={d.n_heads}/{d.n_kv_heads} kv, device={self.device}, dtype={self.dtype}, "
+            f"prepend_bos={self.prepend_bos} ({self.prepend_bos_source}))"
         )
 
     # --- properties --------------------------------------------------------------------------
@@ -112,12 +161,57 @@ class Model:
             raise TokenizationError(f"{text!r} is {len(ids)} tokens {pieces}, not one; pick a single-token word")
         return ids[0]
 
+    @property
+    def vocab_size(self) -> int:
+        """Number of token ids the input embedding has rows for."""
+        return int(self.hf.get_input_embeddings().weight.shape[0])
+
+    @property
+    def context_length(self) -> int | None:
+        """Most tokens a prompt may have (the config's ``max_position_embeddings``; None if unset)."""
+        limit = getattr(self.hf.config, "max_position_embeddings", None)
+        return None if limit is None else int(limit)
+
     def as_batch(self, inputs: Inputs) -> TokenBatch:
+        """``inputs`` as a token batch on the model's device.
+
+        Raises :class:`TokenizationError` if the ids are not integers, lie outside
+        ``0 .. vocab_size - 1``, or a prompt is longer than :attr:`context_length`.
+        """
         if isinstance(inputs, TokenBatch):
-            return inputs.to(self.device)
-        if isinstance(inputs, torch.Tensor):
-            return TokenBatch.from_ids(inputs.to(self.device))
-        return self.to_tokens(inputs)
+            batch = inputs.to(self.device)
+        elif isinstance(inputs, torch.Tensor):
+            if inputs.dtype == torch.bool or inputs.is_floating_point() or inputs.is_complex():
+                raise TokenizationError(
+                    f"token ids must be an integer tensor, got dtype {inputs.dtype}; convert with ids.long() "
+                    "(or pass the prompts as text)"
+                )
+            batch = TokenBatch.from_ids(inputs.to(self.device))
+        else:
+            batch = self.to_tokens(inputs)
+        return self._check_batch(batch)
+
+    def _check_batch(self, batch: TokenBatch) -> TokenBatch:
+        ids = batch.input_ids
+        if ids.dtype == torch.bool or ids.is_floating_point() or ids.is_complex():
+            raise TokenizationError(f"TokenBatch ids must be integers, got dtype {ids.dtype}; convert with ids.long()")
+        if ids.numel():
+            vocab = self.vocab_size
+            low, high = int(ids.min()), int(ids.max())
+            if low < 0 or high >= vocab:
+                bad = low if low < 0 else high
+                raise TokenizationError(
+                    f"token id {bad} is outside the vocabulary of {self.name!r}: ids must be 0..{vocab - 1} "
+                    f"(vocab size {vocab}; the largest id given is {high}); were the ids made by another tokenizer?"
+                )
+        limit = self.context_length
+        longest = int(batch.lengths.max()) if ids.numel() else 0
+        if limit is not None and longest > limit:
+            raise TokenizationError(
+                f"a prompt of {longest} tokens is longer than the context of {self.name!r} "
+                f"({limit} tokens, max_position_embeddings); shorten the prompt to at most {limit} tokens"
+            )
+        return batch
 
     # --- running -----------------------------------------------------------------------------
     def hooks(

@@ -27,6 +27,7 @@ import torch
 from jaxtyping import Bool, Int
 
 from interp.errors import InterventionError
+from interp.indices import as_indices
 
 Scope = Literal["prompt", "generated", "all"]
 SCOPES: tuple[str, ...] = ("prompt", "generated", "all")
@@ -66,17 +67,18 @@ class PositionFrame:
             in_scope = real
         if positions is None:
             return in_scope
-        wanted = torch.tensor([int(p) for p in positions], dtype=torch.long, device=absolute.device)
+        positions = as_indices(positions, "positions", f"at {site_name!r}", InterventionError)
+        wanted = torch.tensor(positions, dtype=torch.long, device=absolute.device)
         if bool((wanted < 0).any()):
             if scope != "prompt":
                 raise InterventionError(
-                    f"negative positions {[int(p) for p in positions if p < 0]} at {site_name!r} with scope {scope!r}: "
+                    f"negative positions {[p for p in positions if p < 0]} at {site_name!r} with scope {scope!r}: "
                     "during generation the end of the sequence moves at every step, so 'from the end' names a "
                     "different token in each forward. Give absolute positions (0 = each row's first token) or use "
                     "scope='prompt', where -1 is each row's last prompt token"
                 )
             shortest = int(self.prompt_lengths.min())
-            bad = [int(p) for p in positions if p < -shortest]
+            bad = [p for p in positions if p < -shortest]
             if bad:
                 raise InterventionError(
                     f"positions {bad} at {site_name!r} reach before the start of a prompt of {shortest} tokens "

@@ -407,3 +407,66 @@ def test_a_forward_waits_for_another_threads_session() -> None:
             assert torch.equal(model.forward(batch, nested), model.forward(batch, session))
     thread.join()
     assert torch.equal(seen[0], plain)
+
+
+def test_selectors_take_numpy_integers_and_refuse_floats_and_bools() -> None:
+    import numpy as np
+
+    model = interp.load_model("tiny-llama")
+    batch = model.to_tokens(PROMPTS)
+    site = "blocks.0.hook_resid_pre"
+    reference = model.run(batch, [Zero(site=site, positions=[1], rows=[0])])
+    assert torch.equal(model.run(batch, [Zero(site=site, positions=[np.int64(1)], rows=[np.int32(0)])]), reference)
+    for bad in ([1.7], [True], [torch.tensor(1.0)]):
+        with pytest.raises(interp.InterventionError, match="not an integer|bool"):
+            Zero(site=site, positions=bad)
+    with pytest.raises(interp.InterventionError, match=r"positions 0\.9 to capture is not an integer"):
+        model.run_with_cache(batch, sites=[site], positions=[0.9])
+    _, cache = model.run_with_cache(batch, sites=[site], positions=[np.int64(-1)])
+    assert cache[site].shape[1] == 1
+
+
+def test_replace_editing_in_place_changes_only_the_selection() -> None:
+    model = interp.load_model("tiny-llama")
+    batch = model.to_tokens(PROMPTS)
+    site = "blocks.1.hook_resid_pre"
+    _, base = model.run_with_cache(batch, sites=[site])
+    _, cache = model.run_with_cache(
+        batch, sites=[site], interventions=[Replace(site=site, positions=[-1], rows=[0], fn=lambda v, n: v.zero_())]
+    )
+    got, want = cache[site], base[site].clone()
+    want[0, -1] = 0
+    assert torch.equal(got, want)
+    for fn, pattern in (
+        (lambda v, n: None, r"Replace at 'blocks\.1\.hook_resid_pre': function .*<lambda> returned NoneType, not a tensor"),
+        (lambda v, n: 3.0, r"returned float, not a tensor"),
+        (lambda v, n: v[..., :5], r"returned shape \(3, \d+, 5\), which does not broadcast"),
+    ):
+        with pytest.raises(interp.InterventionError, match=pattern):
+            model.run(batch, [Replace(site=site, fn=fn)])
+    assert no_hooks_left(model)
+
+
+def test_numpy_and_list_tensors_are_converted() -> None:
+    model = interp.load_model("tiny-llama", dtype="float64")
+    assert model.dtype == torch.float64
+    batch = model.to_tokens(PROMPTS)
+    site = "blocks.1.hook_resid_pre"
+    _, cache = model.run_with_cache(batch, sites=[site])
+    source = cache[site] + 1.0
+    expected = model.run(batch, [Patch(site=site, source=source, positions=[-1])])
+    assert torch.equal(model.run(batch, [Patch(site=site, source=source.numpy(), positions=[-1])]), expected)
+    vector = torch.arange(model.dims.d_model, dtype=torch.float64)
+    expected = model.run(batch, [Add(site=site, vector=vector)])
+    assert torch.equal(model.run(batch, [Add(site=site, vector=vector.tolist())]), expected)
+
+
+def test_token_ids_and_prompt_lengths_are_checked_against_the_model() -> None:
+    model = interp.load_model("tiny-gpt2")
+    limit = model.context_length
+    assert limit == 128 and model.vocab_size == 512
+    model.run(torch.full((1, limit), 511))  # the largest id and the full context are fine
+    with pytest.raises(interp.TokenizationError, match=rf"{limit + 1} tokens is longer than the context .*\({limit} tokens"):
+        model.run(torch.ones(1, limit + 1, dtype=torch.long))
+    with pytest.raises(interp.TokenizationError, match="token id 512 is outside the vocabulary"):
+        model.run(torch.tensor([[512]]))

@@ -26,6 +26,7 @@ from jaxtyping import Int
 from torch import Tensor
 
 from interp.activations.errors import ActivationsError
+from interp.indices import as_indices
 
 Span = tuple[int, int] | str
 
@@ -53,7 +54,15 @@ class SpanMean:
     spans: tuple[Span, ...]
 
     def __init__(self, spans: Sequence[Span]) -> None:
-        object.__setattr__(self, "spans", tuple(s if isinstance(s, str) else (int(s[0]), int(s[1])) for s in spans))
+        object.__setattr__(self, "spans", tuple(s if isinstance(s, str) else _span_bounds(s) for s in spans))
+
+
+def _span_bounds(span: Sequence[int]) -> tuple[int, int]:
+    """A token range ``(start, stop)`` of two integers (never truncated floats)."""
+    bounds = as_indices(span, "span bounds", f"of span {span!r}", ActivationsError)
+    if len(bounds) != 2:
+        raise ActivationsError(f"span {span!r} has {len(bounds)} bounds; give (start, stop) or a substring")
+    return bounds[0], bounds[1]
 
 
 Selection = LastToken | AllTokens | SpanMean

@@ -20,9 +20,10 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from interp.errors import ModelLoadError
+from interp.config import DTYPES
+from interp.errors import InvalidArgumentError, ModelLoadError
 from interp.model import Model
-from interp.models.gguf import cached_checkpoint
+from interp.models.gguf import ADD_BOS_KEY, cached_add_bos_token, cached_checkpoint
 from interp.models.tiny import TINY_MODELS, build_tiny, tiny_tokenizer
 
 DEFAULT_MODEL = "smollm2-135m"
@@ -55,28 +56,84 @@ def _from_directory(path: Path, dtype: torch.dtype) -> tuple[torch.nn.Module, ob
     return hf_model, tokenizer
 
 
+def _from_gguf(gguf: Path, dtype: torch.dtype, cache_dir: str | Path | None, name: str, prepend_bos: bool | None) -> Model:
+    """A model from a GGUF file; BOS follows the file's metadata unless ``prepend_bos`` is given."""
+    checkpoint = cached_checkpoint(gguf, Path(cache_dir) if cache_dir else None)
+    hf_model, tokenizer = _from_directory(checkpoint, dtype)
+    if prepend_bos is not None:
+        return Model(hf_model, tokenizer, name=name, prepend_bos=prepend_bos, prepend_bos_source="load_model argument")
+    add_bos = cached_add_bos_token(checkpoint, gguf)
+    if add_bos is None:
+        return Model(hf_model, tokenizer, name=name)
+    return Model(hf_model, tokenizer, name=name, prepend_bos=add_bos, prepend_bos_source=f"GGUF metadata {ADD_BOS_KEY}")
+
+
+def available_devices() -> list[str]:
+    """Devices this machine can run a model on: ``cpu``, then each CUDA device, then ``mps``."""
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        devices.append("mps")
+    return devices
+
+
+def check_device(device: torch.device | str) -> torch.device:
+    """``device`` as a torch device, refused with the available ones if this machine lacks it."""
+    available = available_devices()
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InvalidArgumentError(
+            f"device {device!r} is not a device name (names look like cpu, cuda, cuda:0, mps; a GPU is 'cuda'); "
+            f"available devices: {', '.join(available)}"
+        ) from None
+    if str(parsed) not in available:
+        raise InvalidArgumentError(f"device {str(parsed)!r} is not available here; available devices: {', '.join(available)}")
+    return parsed
+
+
+def check_dtype(dtype: torch.dtype | str) -> torch.dtype:
+    """``dtype`` as a torch floating dtype: a ``torch.dtype`` or one of the names in :data:`DTYPES`."""
+    if isinstance(dtype, str) and dtype in DTYPES:
+        return DTYPES[dtype]
+    if isinstance(dtype, torch.dtype) and dtype in DTYPES.values():
+        return dtype
+    raise InvalidArgumentError(
+        f"dtype {dtype!r} is not a model dtype; use one of {list(DTYPES)} (as a string or torch.<name>)"
+    )
+
+
 def load_model(
     name_or_path: str | Path = DEFAULT_MODEL,
     device: torch.device | str = "cpu",
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | str = torch.float32,
     cache_dir: str | Path | None = None,
     seed: int = 0,
+    prepend_bos: bool | None = None,
 ) -> Model:
-    """Load a model by name or path (see the module docstring) as an :class:`interp.Model`."""
+    """Load a model by name or path (see the module docstring) as an :class:`interp.Model`.
+
+    ``prepend_bos`` None starts prompts with BOS where the model expects it: a GGUF file's
+    ``tokenizer.ggml.add_bos_token``, else the tokenizer's config, else the family
+    (:func:`interp.model.default_prepend_bos`); ``repr(model)`` names the source that decided.
+    ``device`` must exist on this machine and ``dtype`` be one of :data:`interp.config.DTYPES` (a
+    name or a torch dtype); both are checked before anything loads.
+    """
+    device, dtype = check_device(device), check_dtype(dtype)
     name = str(name_or_path)
+    source = None if prepend_bos is None else "load_model argument"
     if name.lower() in _DEFAULT_ALIASES:
-        checkpoint = cached_checkpoint(smollm2_gguf(), Path(cache_dir) if cache_dir else None)
-        hf_model, tokenizer = _from_directory(checkpoint, dtype)
-        model = Model(hf_model, tokenizer, name="smollm2-135m")
+        model = _from_gguf(smollm2_gguf(), dtype, cache_dir, "smollm2-135m", prepend_bos)
     elif name in TINY_MODELS:
-        model = Model(build_tiny(name, seed=seed, dtype=dtype), tiny_tokenizer(), name=name)
+        model = Model(build_tiny(name, seed=seed, dtype=dtype), tiny_tokenizer(), name=name, prepend_bos=prepend_bos,
+                      prepend_bos_source=source)
     elif name.endswith(".gguf"):
-        checkpoint = cached_checkpoint(Path(name), Path(cache_dir) if cache_dir else None)
-        hf_model, tokenizer = _from_directory(checkpoint, dtype)
-        model = Model(hf_model, tokenizer, name=Path(name).stem)
+        model = _from_gguf(Path(name), dtype, cache_dir, Path(name).stem, prepend_bos)
     elif Path(name).is_dir():
         hf_model, tokenizer = _from_directory(Path(name), dtype)
-        model = Model(hf_model, tokenizer, name=name)
+        model = Model(hf_model, tokenizer, name=name, prepend_bos=prepend_bos, prepend_bos_source=source)
     else:
         try:
             hf_model, tokenizer = _from_directory(Path(name), dtype)
@@ -85,7 +142,7 @@ def load_model(
                 f"{name!r} is not a known model ({DEFAULT_MODEL}, {', '.join(TINY_MODELS)}), a local "
                 f"directory, or a .gguf file, and loading it from a hub failed: {error.__cause__}"
             ) from error
-        model = Model(hf_model, tokenizer, name=name)
+        model = Model(hf_model, tokenizer, name=name, prepend_bos=prepend_bos, prepend_bos_source=source)
     return model.to(device=device)
 
 

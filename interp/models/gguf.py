@@ -4,7 +4,9 @@ transformers can read a GGUF file (it dequantises every tensor to float, about 2
 SmolLM2-135M on this CPU) but refuses ``save_pretrained`` on the result. So we write the cache
 ourselves: ``model.safetensors`` (tied weights stored once), a clean ``config.json`` without the
 GGUF quantisation entry, the tokenizer files, and last ``interp_cache.json`` holding the source
-file's identity and the SHA-256 of every file. The cache is built in a temporary directory and
+file's identity, the SHA-256 of every file and the GGUF metadata the checkpoint files cannot carry
+(``tokenizer.ggml.add_bos_token``: transformers' tokenizer from a GGUF file reports no BOS even where
+the file asks for one). The cache is built in a temporary directory and
 renamed into place, so a crash leaves no half-written cache; a cache whose hashes do not match
 (corrupt, truncated, or from another source) is rebuilt.
 """
@@ -26,6 +28,7 @@ from interp.errors import ModelLoadError
 
 CACHE_FORMAT = 1
 MARKER = "interp_cache.json"
+ADD_BOS_KEY = "tokenizer.ggml.add_bos_token"
 
 
 def default_cache_root() -> Path:
@@ -64,6 +67,31 @@ def cache_is_valid(directory: Path, gguf: Path) -> bool:
     )
 
 
+def read_add_bos_token(gguf: Path) -> bool | None:
+    """The file's ``tokenizer.ggml.add_bos_token`` metadata (None when the file does not set it)."""
+    from gguf import GGUFReader
+
+    field = GGUFReader(str(gguf)).fields.get(ADD_BOS_KEY)
+    return None if field is None else bool(field.contents())
+
+
+def cached_add_bos_token(directory: Path, gguf: Path) -> bool | None:
+    """The ``add_bos_token`` metadata recorded in a valid cache of ``gguf``.
+
+    A cache written before the field existed is read from ``gguf`` once and the marker rewritten
+    (atomically; the marker is not among the hashed files).
+    """
+    marker = directory / MARKER
+    record = json.loads(marker.read_text())
+    if ADD_BOS_KEY not in record:
+        record[ADD_BOS_KEY] = read_add_bos_token(gguf)
+        staging = marker.with_name(f"{MARKER}.tmp-{os.getpid()}")
+        staging.write_text(json.dumps(record, indent=2))
+        staging.replace(marker)
+    value = record[ADD_BOS_KEY]
+    return None if value is None else bool(value)
+
+
 def convert(gguf: Path, directory: Path) -> None:
     """Convert ``gguf`` into a Hugging Face checkpoint at ``directory`` (atomically)."""
     directory.parent.mkdir(parents=True, exist_ok=True)
@@ -82,7 +110,7 @@ def convert(gguf: Path, directory: Path) -> None:
         (staging / "config.json").write_text(json.dumps(config, indent=2))
         tokenizer.save_pretrained(str(staging))
         files = {p.name: _sha256(p) for p in sorted(staging.iterdir()) if p.is_file()}
-        record = {"source": source_identity(gguf), "files": files}
+        record = {"source": source_identity(gguf), "files": files, ADD_BOS_KEY: read_add_bos_token(gguf)}
         (staging / MARKER).write_text(json.dumps(record, indent=2))
         if directory.exists():
             shutil.rmtree(directory)

@@ -40,8 +40,8 @@ def test_span_mean_equals_manual_mean(tiny64: interp.Model):
     batch, cache, pad = reference(tiny64)
     spans = [(1, 4), "Alice and Bob", (-3, -1)]
     got = extract(tiny64, PROMPTS, SITES, SpanMean(spans))
-    # "Alice and Bob" sits after "Then," in prompt 1: find its tokens by decoding
-    pieces = [tiny64.tokenizer.decode([i]) for i in interp.tokenize.encode(tiny64.tokenizer, PROMPTS[1])]
+    # "Alice and Bob" sits after "Then," in prompt 1: find its tokens by decoding (BOS included where the model prepends it)
+    pieces = [tiny64.tokenizer.decode([i]) for i in interp.tokenize.encode(tiny64.tokenizer, PROMPTS[1], tiny64.prepend_bos)]
     text = ""
     starts = []
     for piece in pieces:

@@ -198,3 +198,25 @@ def test_engine_equals_naive_on_default_model(smollm: interp.Model) -> None:
     heads = patch_sweep(smollm, task, "head_z", layers=[9, 20])
     cells = [(c,) for c in _cells_of(smollm, task, "head_z", {"layers": [9, 20]})]
     torch.testing.assert_close(heads.values.reshape(4, -1), naive_values(smollm, task, cells, "denoising", metric), rtol=0, atol=1e-4)
+
+
+def test_sweep_selections_are_checked_never_wrapped() -> None:
+    import numpy as np
+
+    model = interp.load_model("tiny-llama")
+    task = ioi_task(model, n=2)
+    n = task.clean.shape[1]
+    from interp.cells import sweep_groups
+
+    _, _, coords = sweep_groups(model, task, "resid_pre", layers=[np.int64(0)], positions=[-1, 0])
+    assert coords == {"layer": [0], "pos": [n - 1, 0]}
+    with pytest.raises(interp.InterventionError, match=rf"position \[{n}\] out of range.*valid: 0\.\.{n - 1}"):
+        sweep_groups(model, task, "resid_pre", positions=[n])
+    with pytest.raises(interp.InterventionError, match=rf"position \[{-n - 1}\] out of range"):
+        sweep_groups(model, task, "resid_pre", positions=[-n - 1])
+    with pytest.raises(interp.InterventionError, match=r"layer 1\.9 .*not an integer"):
+        patch_sweep(model, task, "resid_pre", layers=[1.9])
+    with pytest.raises(interp.InterventionError, match=r"cannot select \['heads'\]"):
+        patch_sweep(model, task, "resid_pre", heads=[0])
+    with pytest.raises(interp.InterventionError, match=r"cannot select \['neurons'\]"):
+        patch_sweep(model, task, "head_z", neurons=[0])
