@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -36,6 +35,7 @@ from jaxtyping import Float
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
 
+from interp.config import ConfigError
 from interp.sae.activations import ActivationConfig, Activation, Latents, build_activation, k_too_large
 from interp.sae.kernels import dense_decode, sparse_decode
 
@@ -62,7 +62,7 @@ class SAEConfig(BaseModel):
     def _k_fits(self) -> SAEConfig:
         problem = k_too_large(self.activation, self.d_sae)
         if problem:
-            raise ValueError(problem)
+            raise ConfigError(problem)
         return self
 
 
