@@ -96,7 +96,7 @@ ROWS = [
     ("--runs is a file", "runs --runs {file}", 2, r"^error: --runs .*a-file is a file"),
     ("--runs is a file", "app --runs {file} --headless", 2, r"^error: --runs .*a-file is a file"),
     # --resume of a run that is not there
-    ("--resume missing id", "patch {patch} --runs {runs} --resume nope-123", 2, r"^error: no run 'nope-123' in"),
+    ("--resume missing id", "patch {patch} --runs {runs} --resume nope-123", 2, r"^error: no run 'nope-123'"),
     ("--resume missing id", "attribute {attribute} --runs {runs} --resume nope-123", 2, r"^error: no run 'nope-123'"),
     ("--resume missing id", "sae train {sae} --runs {runs} --resume nope-123", 2, r"^error: no run 'nope-123'"),
     ("--resume latest, none", "patch {patch} --runs {runs} --resume latest", 2, r"^error: no unfinished patching run"),

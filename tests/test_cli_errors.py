@@ -66,16 +66,27 @@ CONFIG_COMMANDS = ["patch", "attribute", "sae train"]
 
 
 @pytest.mark.parametrize("command", CONFIG_COMMANDS)
-def test_cuda_on_a_cpu_machine_is_one_line(command: str, tmp_path: Path) -> None:
+def test_cuda_on_a_cpu_machine_is_a_config_error(command: str, tmp_path: Path) -> None:
+    """The device is checked when the config is validated: a clear error, exit 2, and no run left behind."""
     config = config_for(command, tmp_path, "cuda")
     result = invoke(*command.split(), str(config), "--runs", str(tmp_path / "runs"))
-    assert_one_line(result, 1, r"^error: unexpected AssertionError: Torch not compiled with CUDA enabled \(run with --debug")
+    assert_config_error(result, r"device: CUDA is not available")
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
-def test_bad_device_string_is_one_line(tmp_path: Path) -> None:
+def test_bad_device_string_is_a_config_error(tmp_path: Path) -> None:
     config = config_for("patch", tmp_path, "cpu")
     result = invoke("patch", str(config), "--device", "bogus", "--runs", str(tmp_path / "runs"))
-    assert_one_line(result, 1, r"^error: unexpected RuntimeError: .*device string: bogus \(run with --debug")
+    assert_config_error(result, r"device: .*bogus")
+
+
+def assert_config_error(result: Result, pattern: str) -> None:
+    """Exit 2, no traceback, an ``error: invalid config`` header and one line per problem."""
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith("error: invalid config"), result.stderr
+    assert any(re.search(pattern, line) for line in lines[1:]), result.stderr
 
 
 @pytest.mark.parametrize("command", [*CONFIG_COMMANDS, "sae check", "sae info"])
@@ -123,6 +134,7 @@ def test_os_error_names_the_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / "runs"))
 
     monkeypatch.setattr(RunStore, "list", read_only)
+    (tmp_path / "runs").mkdir()
     result = invoke("runs", "--runs", str(tmp_path / "runs"))
     assert_one_line(result, 2, rf"^error: Read-only file system: {tmp_path}/runs$")
 
@@ -151,12 +163,23 @@ def test_describe(error: Exception, line: str, code: int) -> None:
 
 
 def test_debug_prints_the_traceback_from_the_command_line(tmp_path: Path) -> None:
-    config = config_for("patch", tmp_path, "cuda")
-    plain = subprocess.run([sys.executable, "-m", "interp", "patch", str(config), "--runs", str(tmp_path / "runs")],
-                capture_output=True, text=True, timeout=300)
+    config = config_for("patch", tmp_path, "cpu")
+    # the real command line in a fresh process, with the runner made to fail as a bug would
+    script = (
+        "import sys\n"
+        "import interp.patching.runner as runner\n"
+        "def boom(*args, **kwargs):\n"
+        "    raise RuntimeError('boom')\n"
+        "runner.run_config = boom\n"
+        "from interp.cli import app\n"
+        "app(sys.argv[1:], prog_name='interp')\n"
+    )
+    command = [sys.executable, "-c", script]
+    arguments = ["patch", str(config), "--runs", str(tmp_path / "runs")]
+    plain = subprocess.run([*command, *arguments], capture_output=True, text=True, timeout=300)
     assert plain.returncode == 1 and "Traceback" not in plain.stderr + plain.stdout
-    debug = subprocess.run([sys.executable, "-m", "interp", "--debug", "patch", str(config), "--runs", str(tmp_path / "runs")],
-                capture_output=True, text=True, timeout=300)
+    assert re.search(UNEXPECTED, plain.stderr.strip().splitlines()[-1]), plain.stderr
+    debug = subprocess.run([*command, "--debug", *arguments], capture_output=True, text=True, timeout=300)
     assert debug.returncode == 1
     assert "Traceback (most recent call last)" in debug.stderr
-    assert debug.stderr.strip().endswith("AssertionError: Torch not compiled with CUDA enabled")
+    assert debug.stderr.strip().endswith("RuntimeError: boom")

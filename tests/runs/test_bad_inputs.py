@@ -297,7 +297,7 @@ def test_cli_patch_on_a_full_disk_records_the_failure(tmp_path: Path, monkeypatc
     assert info.status == FAILED and "No space left on device" in info.error and "StoreWriteError" in info.error
     (tmp_path / "file").write_text("x")
     result = invoke("patch", config, "--runs", tmp_path / "file")
-    assert result.exit_code == 2 and "not a directory" in result.output and "Traceback" not in result.output
+    assert result.exit_code == 2 and "is a file, not a runs store directory" in result.output and "Traceback" not in result.output
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
