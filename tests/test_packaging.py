@@ -11,18 +11,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 import zipfile
 from pathlib import Path
 
 import pytest
 
+from tests.app_server import free_port, running_app
+
 REPO = Path(__file__).resolve().parent.parent
-START_TIMEOUT = 90.0
 
 
 def checkout_files() -> list[str]:
@@ -109,39 +108,12 @@ def test_installed_app_runs_its_pages(installed: Path, tmp_path: Path) -> None:
     assert done.stdout.strip(), "the overview page showed nothing for an empty store"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_interp_app_serves_from_the_installed_wheel(installed: Path, tmp_path: Path) -> None:
     port = free_port()
     command = [sys.executable, "-c", "import typer; from interp.app_cli import app; typer.run(app)",
                "--runs", str(tmp_path), "--port", str(port), "--headless"]
-    process = subprocess.Popen(command, cwd=tmp_path, env=outside_env(installed),
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + START_TIMEOUT
-    try:
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"the app exited with {process.returncode}: {process.stdout.read().decode()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"the app did not answer on {url} within {START_TIMEOUT:.0f} s")
-            time.sleep(0.5)
-        with urllib.request.urlopen(f"{url}/", timeout=10) as response:
+    with running_app(command, port, cwd=tmp_path, env=outside_env(installed)):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as response:
             assert response.status == 200
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()

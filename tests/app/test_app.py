@@ -24,11 +24,11 @@ from streamlit.testing.v1 import AppTest
 from interp.attribution import load_comparison
 from interp.attribution.config import AttributionConfig
 from interp.attribution.runner import run_attribution
+from interp.config import validate
 from interp.models import load_model
 from interp.patching.config import PatchConfig
 from interp.patching.persist import load_result
 from interp.patching.runner import run_config
-from interp.config import validate
 from interp.runs import RunStore
 from interp.sae import TrainConfig, train
 from interp.tasks import ioi_task

@@ -9,11 +9,7 @@ from __future__ import annotations
 
 import io
 import shutil
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,17 +21,9 @@ from interp.patching.persist import load_result
 from interp.patching.runner import run_config
 from interp.runs import RunStore
 from interp.tasks import ioi_task
+from tests.app_server import free_port, running_app
 
 pytestmark = pytest.mark.slow
-
-START_TIMEOUT = 90.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 def chromium() -> str:
     path = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -60,29 +48,8 @@ def server(store_root: Path) -> Iterator[str]:
     port = free_port()
     command = [sys.executable, "-c", "import typer; from interp.app_cli import app; typer.run(app)",
                "--runs", str(store_root), "--port", str(port), "--headless"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + START_TIMEOUT
-    try:
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"the app exited with {process.returncode}: {process.stdout.read().decode()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"the app did not answer on {url} within {START_TIMEOUT:.0f} s")
-            time.sleep(0.5)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    with running_app(command, port):
+        yield f"http://127.0.0.1:{port}"
 
 
 def test_patching_heatmap_renders_and_a_click_opens_the_cell(server: str, store_root: Path, tmp_path: Path) -> None:

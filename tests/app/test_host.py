@@ -6,11 +6,7 @@ The real start binds loopback only; the open host is checked on the command line
 
 from __future__ import annotations
 
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import psutil
@@ -19,14 +15,7 @@ from typer.testing import CliRunner
 
 from interp import app_cli
 from interp.cli import app
-
-START_TIMEOUT = 90.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.app_server import free_port, running_app
 
 
 def listening_addresses(pid: int, port: int) -> set[str]:
@@ -38,28 +27,8 @@ def listening_addresses(pid: int, port: int) -> set[str]:
 def test_app_listens_on_loopback_only_by_default(tmp_path: Path) -> None:
     port = free_port()
     command = [sys.executable, "-m", "interp", "app", "--runs", str(tmp_path), "--port", str(port), "--headless"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + START_TIMEOUT
-    try:
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"the app exited with {process.returncode}: {process.stdout.read().decode()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"the app did not answer on 127.0.0.1:{port} within {START_TIMEOUT:.0f} s")
-            time.sleep(0.5)
+    with running_app(command, port) as process:
         assert listening_addresses(process.pid, port) == {"127.0.0.1"}
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
     output = process.stdout.read().decode()
     assert f"http://127.0.0.1:{port}" in output and "warning" not in output
 
