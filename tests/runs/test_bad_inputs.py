@@ -7,7 +7,6 @@ read-only store, file modes, and two processes writing one run.
 from __future__ import annotations
 
 import errno
-import importlib.util
 import json
 import os
 import signal
@@ -41,11 +40,9 @@ from interp.runs import (
     open_run,
 )
 from interp.runs.names import check_name, check_run_id
+from tests.runs import kill_helper as helper
 
-HELPER = Path(__file__).with_name("kill_helper.py")
-_spec = importlib.util.spec_from_file_location("kill_helper", HELPER)
-helper = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(helper)
+HELPER = Path(helper.__file__)  # also run as a script, in its own process
 
 N = 4
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -34,11 +33,9 @@ from interp.runs import (
     RunStore,
     default_runs_root,
 )
+from tests.runs import kill_helper as helper
 
-HELPER = Path(__file__).with_name("kill_helper.py")
-_spec = importlib.util.spec_from_file_location("kill_helper", HELPER)
-helper = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(helper)
+HELPER = Path(helper.__file__)  # also run as a script, in its own process
 
 CONFIG = {"layers": [0, 1, 2], "positions": (-1,), "lr": 1e-3, "method": "atp", "nested": {"k": 3, "flag": True}}
 
