@@ -26,6 +26,7 @@ RANKS: dict[str, int] = {
     "tokenize": 2,
     "cache": 2,
     "interventions": 2,
+    "vectors": 2,
     "flops": 2,
     "cells": 2,
     "positions": 2,
