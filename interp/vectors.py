@@ -243,5 +243,7 @@ def _json_default(value: Any) -> Any:
         return value.tolist()
     if hasattr(value, "item"):
         return value.item()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable; store plain numbers, strings and lists")
+    raise InvalidArgumentError(
+        f"metadata value of type {type(value).__name__} cannot be stored as JSON; store numbers, strings and lists"
+    )
 
