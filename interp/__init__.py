@@ -1,6 +1,7 @@
 """interp: a mechanistic interpretability workbench.
 
-One hook layer over Hugging Face causal LMs (:class:`Model`, sites named as in TransformerLens),
+One hook layer over Hugging Face causal LMs (:class:`Model`, sites named as in TransformerLens;
+TransformerLens and nnsight models through :func:`wrap`),
 with interventions as serialisable values and activation/gradient capture; methods built on it.
 Names are imported on first use (``interp.Model`` imports the model code; ``import interp.runs``
 does not).
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from interp.models import load_model
     from interp.sites import site_name
     from interp.tokenize import TokenBatch
+    from interp.backends import wrap
 
 __version__ = "0.1.0"
 
@@ -67,6 +69,7 @@ _EXPORTS = {
     "load_model": "interp.models",
     "site_name": "interp.sites",
     "TokenBatch": "interp.tokenize",
+    "wrap": "interp.backends",
 }
 
 __all__ = [
@@ -95,6 +98,7 @@ __all__ = [
     "register_replace_fn",
     "save_interventions",
     "site_name",
+    "wrap",
 ]
 
 lazy_exports(__name__, _EXPORTS)
