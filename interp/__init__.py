@@ -16,6 +16,7 @@ from interp.lazy import lazy_exports
 if TYPE_CHECKING:
     from interp.cache import ActivationCache
     from interp.errors import (
+        BackendCapabilityError,
         GenerationError,
         HookNotFiredError,
         InterpError,
@@ -47,6 +48,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "ActivationCache": "interp.cache",
+    "BackendCapabilityError": "interp.errors",
     "HookNotFiredError": "interp.errors",
     "InterpError": "interp.errors",
     "InterventionError": "interp.errors",
@@ -75,6 +77,7 @@ _EXPORTS = {
 __all__ = [
     "ActivationCache",
     "Add",
+    "BackendCapabilityError",
     "GenerationError",
     "GenerationError",
     "HookNotFiredError",

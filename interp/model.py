@@ -134,12 +134,10 @@ class Model:
 
         The same module tree runs under our hooks and nnsight's traces; every capability is available.
         """
-        from interp.arch.envoy import BACKEND, envoy_module
+        from interp.arch.envoy import envoy_adapter, envoy_module
 
         hf_model = envoy_module(model)
-        adapter = adapter_for(hf_model)
-        adapter.backend = BACKEND
-        return cls(hf_model, model.tokenizer, name, prepend_bos, adapter=adapter)
+        return cls(hf_model, model.tokenizer, name, prepend_bos, adapter=envoy_adapter(hf_model, adapter_for(hf_model)))
 
     def __repr__(self) -> str:
         d = self.arch.dims

@@ -11,13 +11,49 @@ implementation. A model built lazily on the meta device (``LanguageModel("repo")
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from torch import nn
 
+from interp.arch.base import ArchAdapter
+from interp.attention import HOOK_POINT, IMPLEMENTATION
 from interp.errors import ModelLoadError
 
 BACKEND = "nnsight"
+
+
+class EnvoyMixin:
+    """Overrides of a family adapter for a module tree that nnsight holds: leave no module behind.
+
+    On a plain model the attention pattern's HookPoint stays attached to each attention module once
+    made; on the user's nnsight model it is detached when the session that needed it closes.
+    """
+
+    @contextmanager
+    def use_attention(self, implementation: str = IMPLEMENTATION) -> Iterator[None]:
+        try:
+            with super().use_attention(implementation):  # type: ignore[misc]
+                yield
+        finally:
+            for layer in range(self.dims.n_layers):  # type: ignore[attr-defined]
+                attention = self.attention(layer)  # type: ignore[attr-defined]
+                if HOOK_POINT in attention._modules:
+                    del attention._modules[HOOK_POINT]
+
+
+_CLASSES: dict[type[ArchAdapter], type[ArchAdapter]] = {}
+
+
+def envoy_adapter(hf_model: nn.Module, family: ArchAdapter) -> ArchAdapter:
+    """The adapter for the model an nnsight wrapper holds, with ``family`` its plain adapter."""
+    cls = type(family)
+    if cls not in _CLASSES:
+        _CLASSES[cls] = type(f"Envoy{cls.__name__}", (EnvoyMixin, cls), {})
+    adapter = _CLASSES[cls](hf_model)
+    adapter.family, adapter.backend = family.family, BACKEND
+    return adapter
 
 
 def is_nnsight_model(obj: Any) -> bool:
