@@ -16,9 +16,11 @@ and this module handles them:
   (AtP*'s QK fix, RelP's attention rules) is unavailable. GPT-2's fused ``c_attn`` is replaced by
   separate ``q``/``k``/``v`` projections, which carry those sites.
 * **Some modules are bypassed.** The bridge computes some normalisations and (after
-  ``enable_compatibility_mode()``) gated-MLP activations in its own code, so hooks on the original
-  modules never fire. Which ones is found by one probe forward at wrap time; rules that need them
-  (RelP's LN- and Identity-rules) are refused with an error instead of silently doing nothing.
+  ``enable_compatibility_mode()``) gated MLPs in its own code, so hooks on those modules never
+  fire. Probe forwards at wrap time find them: a site on a bypassed bridge component is read at the
+  component's ``hook_out``/``hook_in`` HookPoint, which the bridge still runs the value through
+  (same tensor, same layout); a site out of reach refuses the bridge; rules that need bypassed
+  modules (RelP's LN- and Identity-rules) are refused with an error instead of silently doing nothing.
 * **No padding in float64 (rotary families).** The rotary attention bridge turns the fully masked
   query rows of left padding into NaN in float64, and the NaN spreads to every token (in float32
   they stay finite and every real token matches the plain model exactly). The probe forward is
@@ -28,17 +30,26 @@ and this module handles them:
   engine starts forwards at a block but not at a position (no prefix reuse). Starting at a block
   works: the skipped ``BlockBridge`` entries are swapped out of the block list and put back.
 
-``enable_compatibility_mode()`` (TransformerLens's weight processing: layer norms folded into the
-following weights, writing weights and the unembedding centred) rewrites the weights in place, so
-a wrapped processed bridge *is* a different parametrisation: the residual stream and
-``attn_out``/``mlp_out`` are centred (their mean over ``d_model`` removed), ``hook_normalized`` and
-the norms lose their gains, and logits shift by a constant per position (centred unembedding).
-Attention (q, k, v, z, patterns), MLP hidden activations, logit differences, log-probability
-differences and every patching result built on them are unchanged.
+``enable_compatibility_mode()`` (TransformerLens's weight processing: layer-norm gains folded into
+the following weights, writing weights and the unembedding centred, value biases folded into the
+output bias) rewrites the weights in place, so a wrapped processed bridge *is* a different
+parametrisation of the same function, and some site values change with it:
+
+* on LayerNorm models the residual stream, ``hook_embed``/``hook_pos_embed`` and
+  ``attn_out``/``mlp_out`` lose their mean over ``d_model`` (RMSNorm models are not centred);
+* ``ln_final.hook_normalized`` loses its gain (folded into the unembedding);
+* logits shift by a constant per position (centred unembedding; not with Gemma's soft-cap);
+* on models with value biases (GPT-2), ``hook_v`` and ``hook_z`` shift by the value bias.
+
+q, k, attention patterns, MLP hidden activations, the residual stream up to its mean, logit and
+log-probability differences, and every patching table and AtP estimate of such metrics are
+unchanged (tested). To read the values of the original model, wrap a bridge booted without
+compatibility mode (or the Hugging Face model itself).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
@@ -103,6 +114,7 @@ class BridgeMixin:
     """Overrides of a family adapter for the module tree a ``TransformerBridge`` rewired."""
 
     _split_qkv: bool = False
+    _bypassed: frozenset[int] | set[int] = frozenset()
 
     def qkv_location(self, layer: int, which: str) -> Location:
         attention = self.attention(layer)  # type: ignore[attr-defined]
@@ -116,7 +128,15 @@ class BridgeMixin:
         if site.kind == "pattern":
             assert site.layer is not None
             return Location(self.attention(site.layer).hook_pattern, "output")  # type: ignore[attr-defined]
-        return super().locate(site)  # type: ignore[misc]
+        location = super().locate(site)  # type: ignore[misc]
+        if id(location.module) not in self._bypassed:
+            return location
+        # a bridge component whose own forward the bridge skips still passes the value through its
+        # hook_out (output) or hook_in (input) HookPoint
+        hook_point = getattr(location.module, "hook_out" if location.hook == "output" else "hook_in", None)
+        if not isinstance(hook_point, nn.Module):
+            return location
+        return Location(hook_point, "output", location.read, location.write, location.offset_layer)
 
     def use_attention(self, implementation: str = IMPLEMENTATION) -> AbstractContextManager[None]:
         """Patterns need no switch (the bridge computes attention eagerly through ``hook_pattern``);
@@ -155,7 +175,7 @@ def _bridge_class(family: type[ArchAdapter]) -> type[ArchAdapter]:
 
 def bridge_adapter(hf_model: nn.Module, family: ArchAdapter) -> ArchAdapter:
     """The adapter for the Hugging Face model a ``TransformerBridge`` rewired, with ``family`` the
-    plain adapter of its architecture; probes one forward to learn what the bridge bypasses."""
+    plain adapter of its architecture; probe forwards learn what the bridge bypasses."""
     adapter = _bridge_class(type(family))(hf_model)
     adapter.family = family.family
     adapter.backend = BACKEND
@@ -166,31 +186,60 @@ def bridge_adapter(hf_model: nn.Module, family: ArchAdapter) -> ArchAdapter:
             f"the attention of this TransformerBridge ({type(attention).__name__}) has no hook_pattern; "
             "this TransformerLens version is not supported, pass the Hugging Face model instead"
         )
-    adapter.unavailable = {"kv_cache": NO_KV_CACHE, **_probe(adapter)}
+    site_modules = _site_modules(adapter)
+    fired, _ = _probe(adapter.hf_model, site_modules.values())
+    adapter._bypassed = {id(module) for module in site_modules.values() if id(module) not in fired}
+    site_modules = _site_modules(adapter)
+    norms = [norm.module for norm in super(BridgeMixin, adapter).norms()]  # type: ignore[misc]
+    activations = [super(BridgeMixin, adapter).mlp_activation(layer) for layer in range(adapter.dims.n_layers)]  # type: ignore[misc]
+    fired, finite = _probe(adapter.hf_model, [*site_modules.values(), *norms, *activations])
+    missing = [name for name, module in site_modules.items() if id(module) not in fired]
+    if missing:
+        raise ModelLoadError(
+            f"this TransformerBridge computes {missing} in its own code, out of reach of the hook layer; "
+            "pass the Hugging Face model it was booted from instead"
+        )
+    adapter.unavailable = {"kv_cache": NO_KV_CACHE}
+    if not finite:
+        adapter.unavailable["padded batches"] = (
+            "its attention turns the fully masked rows of left padding into NaN (in float64), which spreads "
+            "to every token; run in float32, or give prompts of one token length"
+        )
+    if any(id(module) not in fired for module in norms):
+        adapter.unavailable["norms"] = (
+            "the bridge computes some normalisations in its own code, so rules that hook the norm modules "
+            "(RelP's LN-rule) would not run; use AtP or wrap the Hugging Face model itself"
+        )
+    if any(id(module) not in fired for module in activations):
+        adapter.unavailable["mlp_activation"] = (
+            "the bridge computes the MLP nonlinearity in its own code (after enable_compatibility_mode()), "
+            "so rules that hook it (RelP's Identity-rule) would not run; wrap a bridge without compatibility "
+            "mode or the Hugging Face model itself"
+        )
     return adapter
 
 
-def _probe(adapter: ArchAdapter) -> dict[str, str]:
-    """Run one short forward with temporary hooks; return the capabilities whose modules it missed.
-
-    Every site must be reached (else the bridge is refused); norms and MLP activations the bridge
-    computes in its own code make RelP's rules unavailable.
-    """
-    sites = {}
+def _site_modules(adapter: ArchAdapter) -> dict[str, nn.Module]:
+    """The module each site is read at."""
+    modules = {}
     for name in adapter.site_names():
         site = parse_site(name)
         assert site is not None
-        sites[name] = adapter.locate(site).module
-    norms = [norm.module for norm in super(BridgeMixin, adapter).norms()]  # type: ignore[misc]
-    activations = [super(BridgeMixin, adapter).mlp_activation(layer) for layer in range(adapter.dims.n_layers)]  # type: ignore[misc]
+        modules[name] = adapter.locate(site).module
+    return modules
+
+
+def _probe(hf_model: nn.Module, modules: Iterable[nn.Module]) -> tuple[set[int], bool]:
+    """Run one short left-padded forward with temporary hooks on ``modules``: the ids of those that
+    ran, and whether the last token's logits are finite."""
     fired: set[int] = set()
     handles = []
     try:
-        for module in {id(m): m for m in [*sites.values(), *norms, *activations]}.values():
+        for module in {id(m): m for m in modules}.values():
             handles.append(module.register_forward_hook(lambda module, *_: fired.add(id(module))))
-        device = next(adapter.hf_model.parameters()).device
+        device = next(hf_model.parameters()).device
         with torch.no_grad():
-            logits = adapter.hf_model(
+            logits = hf_model(
                 input_ids=torch.zeros((1, 3), dtype=torch.long, device=device),
                 attention_mask=torch.tensor([[0, 1, 1]], device=device),
                 use_cache=False,
@@ -198,27 +247,4 @@ def _probe(adapter: ArchAdapter) -> dict[str, str]:
     finally:
         for handle in handles:
             handle.remove()
-    missing_sites = [name for name, module in sites.items() if id(module) not in fired]
-    if missing_sites:
-        raise ModelLoadError(
-            f"this TransformerBridge computes {missing_sites} in its own code, out of reach of the hook layer; "
-            "pass the Hugging Face model it was booted from instead"
-        )
-    unavailable = {}
-    if not bool(logits[:, -1].isfinite().all()):
-        unavailable["padded batches"] = (
-            "its attention turns the fully masked rows of left padding into NaN (in float64), which spreads "
-            "to every token; run in float32, or give prompts of one token length"
-        )
-    if any(id(module) not in fired for module in norms):
-        unavailable["norms"] = (
-            "the bridge computes some normalisations in its own code, so rules that hook the norm modules "
-            "(RelP's LN-rule) would not run; use AtP or wrap the Hugging Face model itself"
-        )
-    if any(id(module) not in fired for module in activations):
-        unavailable["mlp_activation"] = (
-            "the bridge computes the MLP nonlinearity in its own code (after enable_compatibility_mode()), "
-            "so rules that hook it (RelP's Identity-rule) would not run; wrap a bridge without compatibility "
-            "mode or the Hugging Face model itself"
-        )
-    return unavailable
+    return fired, bool(logits[:, -1].isfinite().all())

@@ -39,9 +39,14 @@ patching: start at block   yes          yes
 patching: prefix reuse     yes          no (no KV cache; forwards start at position 0)
 generation                 yes          ``use_cache=False`` only
 AtP, IG, steering, CAVs    yes          yes
-AtP* QK fix, RelP          yes          no (attention, and on some families norms or MLP
-                                        activations, are the bridge's own code)
+RelP (default rules)       yes          where the bridge runs the norm and MLP activation
+                                        modules (Llama-style families without compatibility
+                                        mode; not GPT-2, whose LayerNorms are bridge code)
+AtP* QK fix, RelP          yes          no (attention is the bridge's own code)
+attention rules
 padded float64 batches     yes          not on rotary families (NaN from the bridge's attention)
+float64 precision          yes          GPT-2 yes; rotary families take the attention softmax
+                                        in float32 (agreement to about 1e-5)
 ========================== ============ =====================================================
 
 TransformerLens's weight processing (``enable_compatibility_mode()``: folded layer norms, centred
