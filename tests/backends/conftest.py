@@ -36,8 +36,11 @@ def boot_bridge(reference: interp.Model) -> Any:
 
     directory = tempfile.mkdtemp(prefix="interp-bridge-")
     reference.tokenizer.save_pretrained(directory)
+    hf_model = copy.deepcopy(reference.hf)
+    # a model built from a config has no `architectures`, which the bridge picks its adapter by
+    hf_model.config.architectures = hf_model.config.architectures or [type(hf_model).__name__]
     return TransformerBridge.boot_transformers(
-        directory, hf_model=copy.deepcopy(reference.hf), tokenizer=AutoTokenizer.from_pretrained(directory)
+        directory, hf_model=hf_model, tokenizer=AutoTokenizer.from_pretrained(directory)
     )
 
 

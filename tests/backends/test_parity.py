@@ -19,6 +19,7 @@ import torch
 import interp
 from interp import Add
 from interp.attribution import atp, integrated_gradients
+from interp.models.tiny import TINY_MODELS
 from interp.patching import patch_sweep
 from interp.tasks import PatchingTask
 from tests.backends.conftest import BACKENDS
@@ -134,3 +135,22 @@ def test_steering_reads_and_writes_match(make, name: str, backend: str) -> None:
     theirs = model.generate(PROMPTS, steer, max_new_tokens=6, return_logits=True, use_cache=cached)
     assert torch.equal(ours.tokens, theirs.tokens)
     _close(ours.logits, theirs.logits, torch.float32, "generation logits")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", [n for n in TINY_MODELS if n not in FAMILIES])
+def test_every_family_gives_the_same_sites(make, name: str, backend: str) -> None:
+    """Every site of every tiny family, padded, in float32 (GPT-2 and Llama are covered above)."""
+    reference, _, model = make(name, backend, torch.float32)
+    batch = reference.to_tokens(PROMPTS)
+    real = batch.attention_mask.bool()
+    logits, cache = reference.run_with_cache(batch, sites=reference.sites)
+    their_logits, their_cache = model.run_with_cache(batch, sites=reference.sites)
+    _close(logits[real], their_logits[real], torch.float32, "logits")
+    for site in reference.sites:
+        ours, theirs = cache[site], their_cache[site]
+        if site.endswith("hook_pattern"):
+            ours, theirs = ours.transpose(1, 2)[real], theirs.transpose(1, 2)[real]
+        else:
+            ours, theirs = ours[real], theirs[real]
+        _close(ours, theirs, torch.float32, site)
