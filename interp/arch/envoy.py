@@ -31,16 +31,22 @@ class EnvoyMixin:
     made; on the user's nnsight model it is detached when the session that needed it closes.
     """
 
+    _attention_depth: int = 0
+
     @contextmanager
     def use_attention(self, implementation: str = IMPLEMENTATION) -> Iterator[None]:
+        """As the family's, and when the outermost such context closes, detach the HookPoints."""
+        self._attention_depth += 1
         try:
             with super().use_attention(implementation):  # type: ignore[misc]
                 yield
         finally:
-            for layer in range(self.dims.n_layers):  # type: ignore[attr-defined]
-                attention = self.attention(layer)  # type: ignore[attr-defined]
-                if HOOK_POINT in attention._modules:
-                    del attention._modules[HOOK_POINT]
+            self._attention_depth -= 1
+            if self._attention_depth == 0:
+                for layer in range(self.dims.n_layers):  # type: ignore[attr-defined]
+                    attention = self.attention(layer)  # type: ignore[attr-defined]
+                    if HOOK_POINT in attention._modules:
+                        del attention._modules[HOOK_POINT]
 
 
 _CLASSES: dict[type[ArchAdapter], type[ArchAdapter]] = {}
