@@ -1,6 +1,7 @@
 """interp: a mechanistic interpretability workbench.
 
-One hook layer over Hugging Face causal LMs (:class:`Model`, sites named as in TransformerLens),
+One hook layer over Hugging Face causal LMs (:class:`Model`, sites named as in TransformerLens;
+TransformerLens and nnsight models through :func:`wrap`),
 with interventions as serialisable values and activation/gradient capture; methods built on it.
 Names are imported on first use (``interp.Model`` imports the model code; ``import interp.runs``
 does not).
@@ -15,6 +16,7 @@ from interp.lazy import lazy_exports
 if TYPE_CHECKING:
     from interp.cache import ActivationCache
     from interp.errors import (
+        BackendCapabilityError,
         GenerationError,
         HookNotFiredError,
         InterpError,
@@ -40,11 +42,13 @@ if TYPE_CHECKING:
     from interp.models import load_model
     from interp.sites import site_name
     from interp.tokenize import TokenBatch
+    from interp.backends import wrap
 
 __version__ = "0.1.0"
 
 _EXPORTS = {
     "ActivationCache": "interp.cache",
+    "BackendCapabilityError": "interp.errors",
     "HookNotFiredError": "interp.errors",
     "InterpError": "interp.errors",
     "InterventionError": "interp.errors",
@@ -67,11 +71,13 @@ _EXPORTS = {
     "load_model": "interp.models",
     "site_name": "interp.sites",
     "TokenBatch": "interp.tokenize",
+    "wrap": "interp.backends",
 }
 
 __all__ = [
     "ActivationCache",
     "Add",
+    "BackendCapabilityError",
     "GenerationError",
     "GenerationError",
     "HookNotFiredError",
@@ -95,6 +101,7 @@ __all__ = [
     "register_replace_fn",
     "save_interventions",
     "site_name",
+    "wrap",
 ]
 
 lazy_exports(__name__, _EXPORTS)

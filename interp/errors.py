@@ -51,3 +51,8 @@ class UnsupportedModuleError(InterpError, TypeError):
 
 class GenerationError(InterpError, ValueError):
     """Generation settings that cannot work (no new tokens, a negative temperature, top_p outside (0, 1])."""
+
+
+class BackendCapabilityError(InterpError, NotImplementedError):
+    """A capability (starting a forward at a block, a KV cache, an attention implementation, a rule's
+    modules) that the backend a model was wrapped from cannot provide; the message names both."""

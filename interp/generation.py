@@ -106,6 +106,8 @@ def generate(
     """
     _check_settings(max_new_tokens, temperature, top_k, top_p)
     _check_frame_support(interventions)
+    if use_cache:
+        model.arch.require("kv_cache")
     batch = model.as_batch(prompts)
     limit, longest = model.context_length, int(batch.lengths.max())
     if limit is not None and longest + max_new_tokens > limit:

@@ -30,7 +30,7 @@ import torch
 from jaxtyping import Float
 from torch import nn
 
-from interp.arch import adapter_for
+from interp.arch import ArchAdapter, adapter_for
 from interp.attention import replace_hf_eager
 from interp.cache import ActivationCache
 from interp.errors import InvalidArgumentError, ModelStateError, TokenizationError
@@ -82,16 +82,20 @@ class Model:
         name: str | None = None,
         prepend_bos: bool | None = None,
         prepend_bos_source: str | None = None,
+        adapter: ArchAdapter | None = None,
     ) -> None:
         """Wrap ``hf_model`` and ``tokenizer``.
 
         ``prepend_bos`` None means what the model expects (:func:`default_prepend_bos`);
         ``prepend_bos_source`` names where a given value came from (shown by ``repr``).
+        ``adapter`` is given by a backend whose model another library holds
+        (:meth:`from_transformer_lens`, :meth:`from_nnsight`); the module tree then stays as that
+        library set it up (its attention implementation is not switched).
         """
         self.hf = hf_model.eval()
         self.tokenizer = tokenizer
         self.name = name or getattr(hf_model.config, "_name_or_path", None) or hf_model.config.model_type
-        self.arch = adapter_for(hf_model)
+        self.arch = adapter if adapter is not None else adapter_for(hf_model)
         if prepend_bos is None:
             self.prepend_bos, self.prepend_bos_source = default_prepend_bos(tokenizer, self.arch.family)
         elif not isinstance(prepend_bos, bool):
@@ -104,15 +108,41 @@ class Model:
                     f"prepend_bos=True but the tokenizer of {self.name!r} has no BOS token; pass prepend_bos=False"
                 )
             self.prepend_bos, self.prepend_bos_source = prepend_bos, prepend_bos_source or "set by the caller"
-        replace_hf_eager(hf_model)
+        if adapter is None:
+            replace_hf_eager(hf_model)
         self.sites: list[str] = self.arch.site_names()
         self._site_set = frozenset(self.sites)
         self.lock = threading.RLock()
 
+    @classmethod
+    def from_transformer_lens(cls, bridge: Any, name: str | None = None, prepend_bos: bool | None = None) -> Model:
+        """Wrap a TransformerLens 4 ``TransformerBridge`` without copying it (:mod:`interp.arch.bridge`).
+
+        The bridge keeps working as before (its own hooks, ``run_with_cache``, generation); no hook
+        of ours stays on it after a call. ``prepend_bos`` None: the tokenizer's default, not TL's
+        ``default_prepend_bos``. Unavailable on a bridge: the KV cache (generate with
+        ``use_cache=False``), and RelP/AtP* rules whose modules the bridge bypasses (clear errors).
+        """
+        from interp.arch.bridge import bridge_adapter, bridge_model
+
+        hf_model = bridge_model(bridge)
+        return cls(hf_model, bridge.tokenizer, name, prepend_bos, adapter=bridge_adapter(hf_model, adapter_for(hf_model)))
+
+    @classmethod
+    def from_nnsight(cls, model: Any, name: str | None = None, prepend_bos: bool | None = None) -> Model:
+        """Wrap an nnsight ``LanguageModel``/``TransformersModel`` without copying it (:mod:`interp.arch.envoy`).
+
+        The same module tree runs under our hooks and nnsight's traces; every capability is available.
+        """
+        from interp.arch.envoy import envoy_adapter, envoy_module
+
+        hf_model = envoy_module(model)
+        return cls(hf_model, model.tokenizer, name, prepend_bos, adapter=envoy_adapter(hf_model, adapter_for(hf_model)))
+
     def __repr__(self) -> str:
         d = self.arch.dims
         return (
-            f"Model({self.name!r}, family={self.arch.family}, layers={d.n_layers}, d_model={d.d_model}, "
+            f"Model({self.name!r}, family={self.arch.family}, backend={self.arch.backend}, layers={d.n_layers}, d_model={d.d_model}, "
             f"heads={d.n_heads}/{d.n_kv_heads} kv, device={self.device}, dtype={self.dtype}, "
             f"prepend_bos={self.prepend_bos} ({self.prepend_bos_source}))"
         )
@@ -254,6 +284,7 @@ class Model:
         """
         if self.hf.training:
             raise ModelStateError("the model is in training mode (dropout on); call model.hf.eval() first")
+        self.arch.check_forward(hf_kwargs)
         with self.lock:
             before = session.start_forward(frame) if session is not None else None
             output = self.hf(**hf_kwargs)

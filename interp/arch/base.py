@@ -26,7 +26,7 @@ from jaxtyping import Float
 from torch import nn
 
 from interp.attention import IMPLEMENTATION, attention_implementation, pattern_hook_point
-from interp.errors import InvalidArgumentError, UnknownSiteError
+from interp.errors import BackendCapabilityError, InvalidArgumentError, UnknownSiteError
 from interp.sites import BLOCK, Site, site_name
 
 
@@ -146,10 +146,30 @@ class ArchAdapter(ABC):
     parallel_residual: bool = False
     has_pos_embed: bool = False
     norm_kind: NormKind = "rmsnorm"
+    backend: str = "transformers"
     dims: Dims = field(init=False)
+    unavailable: dict[str, str] = field(init=False, default_factory=dict)
+    """Capabilities this model cannot provide (``"start_at"``, ``"kv_cache"``, ``"norms"``, ...), each
+    with the reason; empty for a Hugging Face model. Backends fill it (:mod:`interp.arch.bridge`)."""
 
     def __post_init__(self) -> None:
         self.dims = self._dims()
+
+    # --- capabilities ------------------------------------------------------------------------
+    def supports(self, capability: str) -> bool:
+        """Whether this model provides ``capability`` (see :attr:`unavailable`)."""
+        return capability not in self.unavailable
+
+    def require(self, capability: str) -> None:
+        """Raise :class:`~interp.errors.BackendCapabilityError` naming the capability, the backend and
+        why, when this model cannot provide ``capability``."""
+        if capability in self.unavailable:
+            raise BackendCapabilityError(
+                f"{capability} is unavailable on a model from the {self.backend} backend: {self.unavailable[capability]}"
+            )
+
+    def check_forward(self, hf_kwargs: dict[str, Any]) -> None:
+        """Refuse a forward this model would compute wrongly (backends override; nothing for HF models)."""
 
     # --- to be provided by each family -------------------------------------------------------
     @abstractmethod
@@ -262,6 +282,7 @@ class ArchAdapter(ABC):
         (its output is discarded at the entry block), so position ids, masks and caches are built by
         the model as usual.
         """
+        self.require("start_at")
         blocks = self.layers()
         if not 0 <= layer <= len(blocks):
             raise InvalidArgumentError(f"start layer {layer} out of range: the model has blocks 0..{len(blocks) - 1}")

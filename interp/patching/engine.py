@@ -32,6 +32,11 @@ one forward: each batch row is one (cell, example) pair, and a :class:`MaskedPat
 its own cell's patch through a boolean mask, so one forward evaluates many cells. The number of rows
 per forward is sized from a memory budget.
 
+A model from a backend that cannot start a forward at a block (:meth:`ArchAdapter.supports
+<interp.arch.base.ArchAdapter.supports>`) runs every cell from the tokens, and one without a KV cache
+starts at the block but not at the position; the numbers are the same and the result's cost shows
+what was spent (``forward_passes`` and ``flops`` next to the naive ones).
+
 A base run changed by interventions (a corruption that is not a prompt, e.g. noise) keeps the
 savings only for cells downstream of every intervened block: the cached residual holds the effect
 of upstream interventions, but a forward starting earlier would skip ones it should apply, so those
@@ -153,8 +158,15 @@ class PatchingEngine:
         The cached residual and keys/values already hold the effect of every base intervention
         upstream of the start block, but a suffix forward would not apply one at or after it.
         """
-        start = start_of(group, self.prefix_reuse)
+        if not self.model.arch.supports("start_at"):
+            return (-1, 0)
+        start = start_of(group, self._reuses_prefix)
         return (-1, 0) if start[0] <= self._last_intervened_block else start
+
+    @property
+    def _reuses_prefix(self) -> bool:
+        """Prefix reuse needs a KV cache, which some backends cannot give (then forwards start at position 0)."""
+        return self.prefix_reuse and self.model.arch.supports("kv_cache")
 
     @property
     def _last_intervened_block(self) -> int:
@@ -192,7 +204,7 @@ class PatchingEngine:
         base_name = self._base_name
         source_name = "clean" if base_name == "corrupt" else "corrupt"
         order = {name: index for index, name in enumerate(self.model.sites)}
-        self._base = self._capture(base_name, sorted(base_sites, key=order.__getitem__), self.prefix_reuse)
+        self._base = self._capture(base_name, sorted(base_sites, key=order.__getitem__), self._reuses_prefix)
         self._source = self._capture(source_name, sorted(source_sites, key=order.__getitem__), False)
 
     def ensure_prepared(self, groups: Sequence[CellGroup]) -> None:
