@@ -18,7 +18,7 @@ import torch
 from scipy import stats
 
 from interp.attribution import Comparison
-from interp.errors import GridMismatchError
+from interp.errors import GridMismatchError, InvalidArgumentError
 from interp.patching import PatchingResult
 
 
@@ -74,5 +74,41 @@ def correlation_bars(table: pd.DataFrame, value: str = "pearson") -> go.Figure:
         figure.add_trace(go.Bar(x=rows["component"], y=rows[value], name=str(method)))
     figure.update_layout(
         barmode="group", yaxis_title=value, xaxis_title="component", title=f"{value} vs exact patching"
+    )
+    return figure
+
+
+def recall_cost(table: pd.DataFrame, component: str, methods: Sequence[str] | None = None,
+                title: str | None = None) -> go.Figure:
+    """Recall of the true top components against cost in forward-pass equivalents, for one component type.
+
+    ``table`` is :func:`interp.attribution.recall.recall_table`'s long format (also stored with an
+    attribution run as ``Comparison.recall``). One line per method and ranking (solid: signed,
+    dashed: unsigned, solid for methods ranking by their own scores), the false-negative bound as a
+    dotted step line, and exhaustive patching in random order as a grey diagonal. The x axis is
+    logarithmic: methods cost a few passes, exhaustive verification hundreds.
+    """
+    rows = table[table["component"] == component]
+    if rows.empty:
+        raise InvalidArgumentError(f"no recall curves for component {component!r}; have {sorted(table['component'].unique())}")
+    figure = go.Figure()
+    for (method, ranking, curve), line in rows.groupby(["method", "ranking", "curve"], sort=False):
+        if methods is not None and curve != "exhaustive" and method not in methods:
+            continue
+        if curve == "exhaustive":
+            style, name = {"color": "grey", "dash": "dot"}, "exhaustive patching (random order, expected)"
+        elif curve == "bound":
+            style, name = {"dash": "dot", "width": 2}, f"false-negative bound ({method}, {ranking}; 95%)"
+        else:
+            style, name = {"dash": "dash" if ranking == "unsigned" else "solid"}, f"{method} ({ranking})"
+        figure.add_trace(go.Scatter(
+            x=line["cost"].clip(lower=1).tolist(), y=line["recall"].tolist(), mode="lines", name=name,
+            line={**style, "shape": "hv"}, customdata=line["verified"].tolist(),
+            hovertemplate="cost %{x:.1f}<br>verified %{customdata}<br>recall %{y:.2f}<extra>" + name + "</extra>",
+        ))
+    figure.update_layout(
+        title=title or f"{component}: recall of the true top components vs cost",
+        xaxis={"title": "cost (forward-pass equivalents: method + verified components)", "type": "log"},
+        yaxis={"title": "recall of the exact top-k", "range": [0, 1.02]},
     )
     return figure

@@ -219,7 +219,11 @@ def test_attribution_page_shows_the_stored_r_table_and_scatter(store_root: Path,
     stored = load_comparison(RunStore(store_root).get(rid)).pearson()
     shown = at.dataframe[0].value
     assert np.allclose(shown.to_numpy(dtype=float), stored.to_numpy(dtype=float), equal_nan=True)
-    scatter = charts(at)[1]
+    recall = charts(at)[1]
+    names = [t["name"] for t in recall["data"]]
+    assert "atp (signed)" in names and "atp* (scores)" in names and any("bound" in n for n in names)
+    assert recall["layout"]["xaxis"]["type"] == "log"
+    scatter = charts(at)[2]
     assert {t["name"].split(" ")[0] for t in scatter["data"][:-1]} == {"atp", "atp*"}
     at.selectbox(key=f"component-{rid}").set_value("head_z").run()
     assert_clean(at)
