@@ -15,8 +15,9 @@ pairs (``atp*-signed``); AtP and AtP + QK fix are ranked both signed (``|mean es
 unsigned (mean of per-pair ``|estimate|``). Two settings: the distribution (``PAIRS`` pairs) and a
 single pair (the first one), where signed and unsigned rankings coincide.
 
-Subsets (CPU budget): layers 0, 5, ..., 25 for attention and MLP outputs by (layer, position) and
-heads (z, q, k) by (layer, head); 128 seeded random neurons of layer 25.
+Subsets (CPU budget on a loaded machine): layers 0, 10, 20 for attention and MLP outputs by
+(layer, position); layers 0, 5, ..., 25 for head queries and keys by (layer, head); 64 seeded random
+neurons of layer 25.
 """
 
 from __future__ import annotations
@@ -44,18 +45,18 @@ from interp.tasks import ioi_task  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS = ROOT / "BENCHMARKS.md"
 HEADING = "## Recall against cost (AtP* protocol)"
-PAIRS = 16
+PAIRS = 8
 TOP_K = 10
 LAYERS = list(range(0, 30, 5))
-NEURONS = sorted(random.Random(0).sample(range(1536), 128))
+SMALL_LAYERS = [0, 10, 20]
+NEURONS = sorted(random.Random(0).sample(range(1536), 64))
 METHODS = ["atp", "atp+qk", "atp*", "atp*-signed"]
 
 
 def requests() -> list[SweepRequest]:
     return [
-        SweepRequest("attn_out", layers=LAYERS),
-        SweepRequest("mlp_out", layers=LAYERS),
-        SweepRequest("head_z", layers=LAYERS),
+        SweepRequest("attn_out", layers=SMALL_LAYERS),
+        SweepRequest("mlp_out", layers=SMALL_LAYERS),
         SweepRequest("head_q", layers=LAYERS),
         SweepRequest("head_k", layers=LAYERS),
         SweepRequest("neuron", layers=[25], neurons=NEURONS),
