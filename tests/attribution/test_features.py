@@ -177,3 +177,42 @@ def test_faithfulness_ends_at_one_and_starts_at_the_all_ablated_metric(setup) ->
         assert rows.loc[0, "complement"] == pytest.approx(1.0, abs=1e-9)
     assert default_sizes(50) == [0, 1, 2, 5, 10, 20, 50]
     assert no_hooks_left(model)
+
+
+def test_cli_runs_a_feature_circuit_config(tmp_path) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from interp.attribution.cli import attribute
+    from interp.runs import FINISHED, RunStore
+    from interp.sae import save_sae
+
+    dirs = []
+    for i, site in enumerate(SITES):
+        sae = SAE.create(SAEConfig(d_in=64, d_sae=16, activation=TopKConfig(k=4), site=site), seed=i)
+        dirs.append(str(save_sae(sae, tmp_path / f"sae{i}")))
+    config = tmp_path / "circuit.yaml"
+    config.write_text(
+        "kind: feature_circuit\nmodel: tiny-llama\ntask: {kind: ioi, n: 3, seed: 1}\n"
+        f"saes: [{dirs[0]}, {dirs[1]}]\nmethods: [atp, relp, ig]\nexact_top: 5\nsizes: [0, 3, 34]\nig: {{steps: 2}}\n"
+    )
+    app = typer.Typer()
+    app.command()(attribute)
+    app.command("noop")(lambda: None)
+    result = CliRunner().invoke(app, ["attribute", str(config), "--runs", str(tmp_path / "runs")])
+    assert result.exit_code == 0, result.output
+    assert "feature-circuit faithfulness" in result.output
+    store = RunStore(tmp_path / "runs")
+    runs = store.list(kind="feature_circuit")
+    assert len(runs) == 1 and runs[0].status == FINISHED
+    run = store.get(runs[0].id)
+    nodes, curves = run.read_table("nodes"), run.read_table("faithfulness")
+    assert len(nodes) == 34 and set(nodes.columns) >= {"atp", "relp", "ig", "exact", "kind"}
+    assert 5 <= nodes["exact"].notna().sum() <= 15
+    full = curves[curves.nodes == 34]["faithfulness"]
+    assert full.tolist() == pytest.approx([1.0, 1.0, 1.0], abs=1e-5)
+    assert set(run.read_table("costs")["method"]) == {"atp", "relp", "ig", "exact"}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("kind: feature_circuit\nsaes: [x]\nmethods: [atp*]\n")
+    refused = CliRunner().invoke(app, ["attribute", str(bad), "--runs", str(tmp_path / "runs")])
+    assert refused.exit_code == 2 and "feature circuits support" in " ".join(refused.output.split())
