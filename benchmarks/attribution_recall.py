@@ -10,8 +10,8 @@ SmolLM2-135M-Instruct (float32, CPU, one thread). For each component type the ex
 patching engine) gives the true top 10 by ``|mean effect|``; each method's ranking is then verified
 in order, and recall of that top 10 is read against cost = method passes (forward 1, backward 2) +
 verified components (:mod:`interp.attribution.recall`). Methods: AtP, AtP + QK fix, AtP* with the
-paper's unsigned GradDrop score (``atp*``) and with the absolute value taken after averaging over
-pairs (``atp*-signed``); AtP and AtP + QK fix are ranked both signed (``|mean estimate|``) and
+paper's unsigned GradDrop score (``atp*-unsigned``) and with the absolute value taken after
+averaging over pairs (``atp*``, the default); AtP and AtP + QK fix are ranked both signed (``|mean estimate|``) and
 unsigned (mean of per-pair ``|estimate|``). Two settings: the distribution (``PAIRS`` pairs) and a
 single pair (the first one), where signed and unsigned rankings coincide.
 
@@ -50,7 +50,7 @@ TOP_K = 10
 LAYERS = list(range(0, 30, 5))
 SMALL_LAYERS = [0, 10, 20]
 NEURONS = sorted(random.Random(0).sample(range(1536), 64))
-METHODS = ["atp", "atp+qk", "atp*", "atp*-signed"]
+METHODS = ["atp", "atp+qk", "atp*", "atp*-unsigned"]
 
 
 def requests() -> list[SweepRequest]:
@@ -118,8 +118,8 @@ def main() -> None:
             "component type and is charged in full to each) + one forward per verified component.",
             "- Each cell: recall of the true top 10 after verifying 10 components / components verified until all "
             "10 are found / total cost then. `signed` ranks by |mean estimate| over pairs, `unsigned` by the "
-            "mean of per-pair |estimate| (the paper's AtP score); `atp*` is the paper's unsigned GradDrop score, "
-            "`atp*-signed` takes each drop's absolute value after averaging over pairs.", ""]
+            "mean of per-pair |estimate| (the paper's AtP score); `atp*-unsigned` is the paper's unsigned GradDrop score, "
+            "`atp*` (the default) takes each drop's absolute value after averaging over pairs.", ""]
     for setting, data, comparison, summary, costs, seconds in parts:
         cost_text = ", ".join(f"{m} {c:.0f}" for m, c in zip(costs["method"], costs["method_cost"], strict=True))
         text += [f"### {setting} ({len(data)} pair{'s' if len(data) > 1 else ''}; {seconds / 60:.1f} min)", "",

@@ -11,9 +11,27 @@ they are linear up to the head output.
 **GradDrop** (``grad_drop=True``). A node's direct and indirect effects can cancel in the gradient.
 For every layer ``l`` GradDrop takes the gradient with block ``l``'s write into the residual stream
 (its attention and MLP outputs) held fixed, so gradient reaches earlier layers through the skip
-path only, and scores each node by ``(1 / (L - 1)) sum_l |I_l(n)|``, an *unsigned* magnitude
-(residual-stream nodes, which no drop silences, divide by ``L``). The signed AtP(+QK fix) estimate
-stays in ``values``; the magnitude goes to ``scores`` and drives the ranking.
+path only, giving one estimate ``I_l(n)`` per layer (:func:`grad_drop_terms`). They combine into an
+unsigned ranking score ``(1 / (L - 1)) sum_l |I_l(n)|`` (residual-stream nodes, which no drop
+silences, divide by ``L``). The signed AtP(+QK fix) estimate stays in ``values``; the score goes to
+``scores`` and drives the ranking.
+
+**Ranking** (``ranking=``; default ``"signed"``). With several prompt pairs the paper's score takes
+``|I_l|`` per pair before averaging (``"unsigned"``). The default takes it after averaging over the
+pairs, ``(1 / (L - 1)) sum_l |mean_pairs I_l(n)|``, because what patching measures, and what the true
+top components are ranked by, is the effect on the *mean* metric: a node whose per-pair effects
+are large but of both signs has a small mean effect, and the unsigned score ranks it high anyway.
+Measured with the paper's own protocol (recall of the exact top 10 against forward passes spent,
+:mod:`interp.attribution.recall`; BENCHMARKS.md, "Recall against cost"): on SmolLM2-135M with 8 IOI
+pairs the unsigned score found 0.4-0.8 of the top 10 after 10 verifications where the signed one
+found 0.8-1.0 (queries 0.4 vs 0.8, neurons 0.7 vs 1.0), and the same gap separates unsigned and
+signed plain AtP. With one pair the two coincide. That unsigned score is what made AtP* look worse
+than AtP in a top-10 comparison; GradDrop itself is tested against an independent recompute.
+The same measurements support **AtP + QK fix without GradDrop** (``grad_drop=False``, ``"atp+qk"``)
+as the best ranking for its cost: its signed ranking matched or beat signed AtP* on every component
+type at an eighth of the passes (4 forward-pass equivalents against 33 on 30 layers), as one
+reading of the paper recommends for the distribution setting. GradDrop stays available for the
+cancellation cases it targets (tested on a constructed one), where it is worth its ``L / 2`` passes.
 
 GradDrop's ``L`` backward passes are cheap here. The residual stream entering block ``l`` is a
 bottleneck: everything earlier reaches the metric only through it. With block ``l``'s write held
@@ -221,7 +239,7 @@ def atp_star(
     qk_fix: bool = True,
     grad_drop: bool = True,
     rules: RelPRules | None = None,
-    ranking: Ranking = "unsigned",
+    ranking: Ranking = "signed",
 ) -> AttributionResult | dict[str, AttributionResult]:
     """AtP* estimates of one sweep or several (see the module docstring).
 
@@ -231,7 +249,8 @@ def atp_star(
         grad_drop: GradDrop magnitudes in ``scores`` (costs about ``L / 2`` extra backward passes).
         rules: LRP rules for the backward pass (RelP coefficients instead of gradients, including
             ``G`` at the patterns); None for ordinary gradients. See :func:`interp.attribution.relp`.
-        ranking: how GradDrop's per-layer terms combine (:func:`grad_drop_scores`).
+        ranking: how GradDrop's per-layer terms combine over pairs (:func:`grad_drop_scores`);
+            ``"signed"`` (default, see the module docstring) or the paper's ``"unsigned"``.
 
     Returns:
         ``values`` hold the signed AtP (+ QK fix) estimate; ``scores`` the GradDrop score

@@ -3,7 +3,8 @@
 An attribution estimate is only worth its agreement with the quantity it estimates. For a task and
 a list of sweeps (component types), :func:`compare` runs the exact sweep with the patching engine
 and each approximation (:data:`METHODS`: AtP, AtP + QK fix, AtP*, RelP, RelP + QK fix, IG; same
-direction and metric), and reports per
+direction and metric; ``atp*`` ranks by the signed GradDrop score, ``atp*-unsigned`` by the paper's
+per-pair one, see :mod:`interp.attribution.atp_star`), and reports per
 component type and method, over the sweep's cells (mean effect over examples, raw metric units):
 
 * **Pearson r** and **Spearman r** between the estimated and the exact mean effects;
@@ -52,7 +53,7 @@ from interp.patching import PatchingResult, patch_sweep
 from interp.tasks.direction import Direction, check_direction
 from interp.tasks.metrics import TaskMetric, resolve_metric
 
-METHODS: tuple[str, ...] = ("atp", "atp+qk", "atp*", "atp*-signed", "relp", "relp+qk", "ig")
+METHODS: tuple[str, ...] = ("atp", "atp+qk", "atp*", "atp*-unsigned", "relp", "relp+qk", "ig")
 Progress = Callable[[str], None]
 
 
@@ -81,8 +82,8 @@ def run_method(
         results = atp(model, task, requests, metric, direction)
     elif method == "atp+qk":
         results = atp_star(model, task, requests, metric, direction, qk_fix=True, grad_drop=False)
-    elif method in ("atp*", "atp*-signed"):
-        ranking = "signed" if method == "atp*-signed" else "unsigned"
+    elif method in ("atp*", "atp*-unsigned"):
+        ranking = "unsigned" if method == "atp*-unsigned" else "signed"
         results = atp_star(model, task, requests, metric, direction, qk_fix=True, grad_drop=True, ranking=ranking)
     elif method in ("relp", "relp+qk"):
         results = relp(model, task, requests, metric, direction, rules=options.relp_rules, qk_fix=method == "relp+qk")

@@ -112,3 +112,27 @@ def recall_cost(table: pd.DataFrame, component: str, methods: Sequence[str] | No
         yaxis={"title": "recall of the exact top-k", "range": [0, 1.02]},
     )
     return figure
+
+
+def faithfulness_figure(table: pd.DataFrame, value: str = "faithfulness", title: str | None = None) -> go.Figure:
+    """Faithfulness (or ``value="complement"``: completeness) of each method's top-N circuit against N.
+
+    ``table`` is :class:`interp.attribution.faithfulness.FaithfulnessCurves`' table (stored as the
+    ``faithfulness`` table of a feature-circuit run). The x axis is ``N + 1`` on a log scale, so the
+    empty circuit shows at 1; dotted lines mark the whole model (1) and the empty circuit (0).
+    """
+    figure = go.Figure()
+    for method, rows in table.groupby("method", sort=False):
+        figure.add_trace(go.Scatter(
+            x=(rows["nodes"] + 1).tolist(), y=rows[value].tolist(), mode="lines+markers", name=str(method),
+            customdata=rows["nodes"].tolist(),
+            hovertemplate="N = %{customdata}<br>" + value + " %{y:.3f}<extra>" + str(method) + "</extra>",
+        ))
+    for level in (0.0, 1.0):
+        figure.add_hline(y=level, line={"dash": "dot", "color": "grey"})
+    what = "faithfulness of the top-N circuit" if value == "faithfulness" else "faithfulness of the model without the top N"
+    figure.update_layout(
+        title=title or what, xaxis={"title": "N + 1 (nodes kept, log scale)", "type": "log"},
+        yaxis={"title": value},
+    )
+    return figure

@@ -27,7 +27,6 @@ from interp.attribution.atp_star import grad_drop_scores, grad_drop_terms
 from interp.attribution.qk import key_effects, query_effects
 from interp.attribution.runs import ForwardRun, forward
 from interp.errors import InterpError
-from interp.models.tiny import TINY_MODELS
 from interp.patching import SWEEPS
 from interp.sites import site_name
 from interp.tasks import get_metric, ioi_task
@@ -132,7 +131,8 @@ def test_grad_drop_equals_holding_each_block_write(tiny64: interp.Model, qk_fix:
     n_layers = model.dims.n_layers
     expected = reference_terms(model, task, sweeps, qk_fix)
     got = grad_drop_terms(model, task, sweeps, qk_fix=qk_fix)
-    stars = atp_star(model, task, sweeps, qk_fix=qk_fix)
+    stars = atp_star(model, task, sweeps, qk_fix=qk_fix, ranking="unsigned")
+    signed = atp_star(model, task, sweeps, qk_fix=qk_fix)
     plain = atp(model, task, sweeps)
     assert no_hooks_left(model)
     for sweep in sweeps:
@@ -140,6 +140,8 @@ def test_grad_drop_equals_holding_each_block_write(tiny64: interp.Model, qk_fix:
         torch.testing.assert_close(got[sweep], reference, rtol=1e-7, atol=1e-9, msg=sweep)
         divisor = n_layers if sweep in RESIDUAL else n_layers - 1
         torch.testing.assert_close(stars[sweep].scores, reference.abs().sum(dim=0) / divisor, rtol=1e-7, atol=1e-9)
+        torch.testing.assert_close(signed[sweep].ranking(), reference.mean(dim=1).abs().sum(dim=0) / divisor,
+                                   rtol=1e-7, atol=1e-9)
         own_layer_term = torch.stack([reference[layer, :, layer] for layer in range(n_layers)])
         if sweep not in RESIDUAL:  # a node inside block l gets no gradient when l's write is held
             assert own_layer_term.abs().max() == 0, sweep

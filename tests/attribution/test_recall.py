@@ -95,7 +95,7 @@ def test_compare_stores_curves_with_full_recall_at_full_cost(tmp_path: Path) -> 
     model = interp.load_model("tiny-gpt2", dtype=torch.float64)
     task = ioi_task(model, n=3, seed=0)
     sweeps = [SweepRequest("attn_out"), SweepRequest("head_q")]
-    comparison = compare(model, task, sweeps, ["atp", "atp+qk", "atp*", "atp*-signed"], top_k=4)
+    comparison = compare(model, task, sweeps, ["atp", "atp+qk", "atp*", "atp*-unsigned"], top_k=4)
     table = comparison.recall
     assert table is not None
     for (component, method, ranking, curve), rows in table.groupby(["component", "method", "ranking", "curve"]):
