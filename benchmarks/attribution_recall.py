@@ -15,6 +15,8 @@ averaging over pairs (``atp*``, the default); AtP and AtP + QK fix are ranked bo
 unsigned (mean of per-pair ``|estimate|``). Two settings: the distribution (``PAIRS`` pairs) and a
 single pair (the first one), where signed and unsigned rankings coincide.
 
+``--tiny`` prints the same summary averaged over the tiny random test families (top 5, all cells).
+
 Subsets (CPU budget on a loaded machine): layers 0, 10, 20 for attention and MLP outputs by
 (layer, position); layers 0, 5, ..., 25 for head queries and keys by (layer, head); 64 seeded random
 neurons of layer 25.
@@ -82,11 +84,31 @@ def _table(summary: pd.DataFrame) -> pd.DataFrame:
     return wide.reset_index()
 
 
+def tiny_families() -> None:
+    """Mean recall@5 and verifications to full recall over the tiny test families (printed only)."""
+    from interp.models.tiny import TINY_MODELS
+
+    frames = []
+    for name in TINY_MODELS:
+        model = interp.load_model(name, dtype=torch.float64)
+        for pairs in (8, 1):
+            data = ioi_task(model, n=pairs, seed=0)
+            comparison = compare(model, data, ["attn_out", "mlp_out", "head_q", "head_k", "neuron"], METHODS, top_k=5)
+            assert comparison.recall is not None
+            frames.append(recall_summary(comparison.recall, 5).assign(model=name, pairs=pairs))
+    table = pd.concat(frames).groupby(["pairs", "method", "ranking"])
+    print(table[["recall@5", "verified_for_full_recall", "cost_for_full_recall"]].mean().to_string())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path, default=None, help="also store both comparisons in this runs store")
+    parser.add_argument("--tiny", action="store_true", help="print the same summary over the tiny test families instead")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.tiny:
+        tiny_families()
+        return
     started = time.perf_counter()
     load = os.getloadavg()[0]
     model = interp.load_model()
