@@ -54,6 +54,7 @@ class FeatureCircuitConfig(ConfigModel):
     saes: list[str] = Field(min_length=1, description="SAE names in sae_run, or SAE directories")
     methods: list[str] = Field(default_factory=lambda: ["atp", "relp", "ig"], min_length=1)
     exact_top: int = Field(50, ge=0, description="exactly patch the union of each method's top nodes")
+    skip_first: int = Field(0, ge=0, description="no nodes at each row's first real tokens (attention sinks) or padding")
     sizes: list[int] | None = None
     relp: RelPConfig = RelPConfig()
     ig: IGConfig = IGConfig()
@@ -88,7 +89,8 @@ def load_saes(config: FeatureCircuitConfig, store: RunStore, device: str) -> lis
 def _estimate(config: FeatureCircuitConfig, model, task, saes, method: str) -> FeatureEffects:
     rules = RelPRules(**config.relp.model_dump())
     return feature_attribution(model, task, saes, method, config.metric, config.direction, config.replacement,
-                               rules=rules, steps=config.ig.steps, rule=config.ig.rule)  # type: ignore[arg-type]
+                               rules=rules, steps=config.ig.steps, rule=config.ig.rule,  # type: ignore[arg-type]
+                               skip_first=config.skip_first)
 
 
 def run_feature_circuit(
@@ -112,10 +114,11 @@ def run_feature_circuit(
             report(method)
         nodes = next(iter(estimates.values())).nodes
         chosen = sorted({int(i) for e in estimates.values() for i in e.ranking().argsort(descending=True)[:config.exact_top]})
-        exact = exact_feature_effects(model, task, saes, chosen, config.metric, config.direction, config.replacement)
+        exact = exact_feature_effects(model, task, saes, chosen, config.metric, config.direction, config.replacement,
+                                      skip_first=config.skip_first)
         report("exact")
         curves = faithfulness_curves(model, task, saes, {m: e.ranking() for m, e in estimates.items()},
-                                     config.sizes, config.metric)
+                                     config.sizes, config.metric, config.skip_first)
         report("faithfulness")
         frame = nodes.to_frame()
         for method, estimate in estimates.items():

@@ -29,7 +29,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from interp.attribution.features import FeatureNodes, FeatureSplice, FeatureValues, _mean_values, _site
+from interp.attribution.features import FeatureNodes, FeatureSplice, FeatureValues, _mean_values, _site, node_positions
 from interp.errors import InvalidArgumentError
 from interp.model import Model
 from interp.sae import SAE
@@ -44,9 +44,11 @@ def ablated_metric(
     keep: Bool[Tensor, " node"],
     means: FeatureValues,
     metric_fn: TaskMetric,
+    skip_first: int = 0,
 ) -> Float[Tensor, " example"]:
     """The metric on the clean prompts with every node where ``keep`` is False mean-ablated."""
     nodes = FeatureNodes.of(saes)
+    where = node_positions(task, "clean", skip_first) if skip_first else None
     if keep.shape != (len(nodes),):
         raise InvalidArgumentError(f"keep has shape {tuple(keep.shape)}; expected ({len(nodes)},), one flag per node")
     splices = []
@@ -55,7 +57,7 @@ def ablated_metric(
         splices.append(FeatureSplice(
             site=_site(sae), sae=sae,
             latent_values=means.latents[index], latent_mask=drop[:-1].view(1, 1, -1),
-            error_values=means.error[index], error_mask=drop[-1:].view(1, 1, 1),
+            error_values=means.error[index], error_mask=drop[-1:].view(1, 1, 1), where=where,
         ))
     batch, _ = run_spec(task, "clean", model.device)
     with torch.no_grad(), model.hooks(splices) as session:
@@ -94,6 +96,7 @@ def faithfulness_curves(
     rankings: Mapping[str, Float[Tensor, " node"]],
     sizes: Sequence[int] | None = None,
     metric: str | TaskMetric = "logit_diff",
+    skip_first: int = 0,
 ) -> FaithfulnessCurves:
     """Keep each method's top-``N`` nodes (by its ranking score), mean-ablate the rest, for every N."""
     nodes = FeatureNodes.of(saes)
@@ -101,10 +104,10 @@ def faithfulness_curves(
     sizes = default_sizes(len(nodes)) if sizes is None else sorted(set(int(s) for s in sizes))
     if sizes and (sizes[0] < 0 or sizes[-1] > len(nodes)):
         raise InvalidArgumentError(f"circuit sizes must lie in 0..{len(nodes)}, got {sizes[0]}..{sizes[-1]}")
-    means = _mean_values(model, task, saes, metric_fn)
+    means = _mean_values(model, task, saes, metric_fn, skip_first)
     everything = torch.ones(len(nodes), dtype=torch.bool)
-    full = float(ablated_metric(model, task, saes, everything, means, metric_fn).double().mean())
-    empty = float(ablated_metric(model, task, saes, ~everything, means, metric_fn).double().mean())
+    full = float(ablated_metric(model, task, saes, everything, means, metric_fn, skip_first).double().mean())
+    empty = float(ablated_metric(model, task, saes, ~everything, means, metric_fn, skip_first).double().mean())
     gap = full - empty
     rows = []
     for method, scores in rankings.items():
@@ -114,8 +117,8 @@ def faithfulness_curves(
         for size in sizes:
             keep = torch.zeros(len(nodes), dtype=torch.bool)
             keep[order[:size]] = True
-            kept = float(ablated_metric(model, task, saes, keep, means, metric_fn).double().mean())
-            rest = float(ablated_metric(model, task, saes, ~keep, means, metric_fn).double().mean())
+            kept = float(ablated_metric(model, task, saes, keep, means, metric_fn, skip_first).double().mean())
+            rest = float(ablated_metric(model, task, saes, ~keep, means, metric_fn, skip_first).double().mean())
             rows.append({"method": method, "nodes": size, "faithfulness": (kept - empty) / gap,
                          "complement": (rest - empty) / gap, "metric": kept, "metric_complement": rest})
     return FaithfulnessCurves(pd.DataFrame(rows), full, empty, meta={"metric": metric_name, "nodes": len(nodes)})

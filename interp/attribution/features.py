@@ -81,7 +81,9 @@ class FeatureSplice(Intervention):
 
     ``latent_values``/``latent_mask``: rows (or one shared row) of ``(pos, d_sae)`` values written
     where the mask (broadcastable to ``(rows, pos, d_sae)``) is True; ``error_values``/``error_mask``
-    likewise for the error, with a ``(rows, 1 or pos, 1)`` mask.
+    likewise for the error, with a ``(rows, 1 or pos, 1)`` mask. ``where`` (``(rows, pos)`` booleans)
+    limits the nodes to some token positions: elsewhere the site keeps its exact value, so latents
+    there have no effect and get no gradient.
     """
 
     sae: SAE
@@ -90,6 +92,7 @@ class FeatureSplice(Intervention):
     error_values: Tensor | None = None
     error_mask: Tensor | None = None
     record: FeatureRecord | None = None
+    where: Tensor | None = None
     kind: ClassVar[str] = "feature_splice"
 
     def new_value(self, value: Tensor, site: Site) -> Tensor:
@@ -113,6 +116,8 @@ class FeatureSplice(Intervention):
         if new_latents is latents and new_error is error:
             return value
         moved = (decode(new_latents) - decode(latents).detach()) + (new_error - error.detach())
+        if self.where is not None:
+            moved = moved * self.where.to(device=value.device, dtype=moved.dtype).unsqueeze(-1)
         return value + moved.to(value.dtype)
 
     def to_dict(self, tensor_prefix: str) -> tuple[dict[str, Any], dict[str, Tensor]]:
@@ -133,6 +138,14 @@ def split(sae: SAE, value: Tensor) -> tuple[Tensor, Tensor, Any]:
 
     error = value.detach().to(latents.dtype) - decode(latents).detach()
     return latents, error, decode
+
+
+def node_positions(task: Any, which: str, skip_first: int) -> Tensor:
+    """``(example, pos)``: the real tokens of each row after its first ``skip_first`` (padding and the
+    attention-sink first tokens, which SAEs are usually not trained on, carry no nodes)."""
+    batch, _ = run_spec(task, which)  # type: ignore[arg-type]
+    real = batch.attention_mask.bool()
+    return real & (real.long().cumsum(dim=1) > skip_first)
 
 
 @dataclass(frozen=True)
@@ -215,9 +228,11 @@ class FeatureEffects:
 
 def _values(model: Model, task: Any, which: str, saes: Sequence[SAE], metric_fn: TaskMetric,
             extra: Sequence[Intervention] = (), rules: Any = None, attention_rule: str = "gradient",
-            grad: bool = False) -> tuple[FeatureValues, Tensor, list[FeatureRecord]]:
+            grad: bool = False, skip_first: int = 0) -> tuple[FeatureValues, Tensor, list[FeatureRecord]]:
     records = [FeatureRecord() for _ in saes]
-    splices = [FeatureSplice(site=_site(sae), sae=sae, record=record) for sae, record in zip(saes, records, strict=True)]
+    where = node_positions(task, which, skip_first) if skip_first else None
+    splices = [FeatureSplice(site=_site(sae), sae=sae, record=record, where=where)
+               for sae, record in zip(saes, records, strict=True)]
     sites = [_site(sae) for sae in saes] if grad else []
     run = forward(model, task, which, metric_fn, [], grad_sites=sites, extra_interventions=[*extra, *splices],
                   rules=rules, attention_rule=attention_rule)  # type: ignore[arg-type]
@@ -225,13 +240,19 @@ def _values(model: Model, task: Any, which: str, saes: Sequence[SAE], metric_fn:
     return values, run.metric, records
 
 
-def _mean_values(model: Model, task: Any, saes: Sequence[SAE], metric_fn: TaskMetric) -> FeatureValues:
-    """Per-position means over the clean and corrupt prompts, ``(1, pos, ...)``."""
+def _mean_values(model: Model, task: Any, saes: Sequence[SAE], metric_fn: TaskMetric, skip_first: int = 0) -> FeatureValues:
+    """Per-position means over the clean and corrupt prompts, ``(1, pos, ...)``, over the rows whose
+    token at that position carries nodes (all rows when ``skip_first`` is 0)."""
     runs = [_values(model, task, which, saes, metric_fn)[0] for which in ("clean", "corrupt")]
-    return FeatureValues(
-        [torch.cat([r.latents[i] for r in runs]).mean(dim=0, keepdim=True).detach() for i in range(len(saes))],
-        [torch.cat([r.error[i] for r in runs]).mean(dim=0, keepdim=True).detach() for i in range(len(saes))],
-    )
+    weights = torch.cat([node_positions(task, which, skip_first) if skip_first else torch.ones_like(
+        node_positions(task, which, 0)) for which in ("clean", "corrupt")]).double()
+    weights = weights / weights.sum(dim=0, keepdim=True).clamp(min=1)
+
+    def mean(stack: Tensor) -> Tensor:
+        return (stack.double() * weights.to(stack.device).unsqueeze(-1)).sum(dim=0, keepdim=True).to(stack.dtype)
+
+    return FeatureValues([mean(torch.cat([r.latents[i] for r in runs])).detach() for i in range(len(saes))],
+                         [mean(torch.cat([r.error[i] for r in runs])).detach() for i in range(len(saes))])
 
 
 def node_effects(nodes: FeatureNodes, delta: FeatureValues, coefficients: FeatureValues) -> Tensor:
@@ -251,12 +272,12 @@ def _delta(base: FeatureValues, target: FeatureValues) -> FeatureValues:
 
 
 def _targets(model: Model, task: Any, saes: Sequence[SAE], metric_fn: TaskMetric, direction: Direction,
-             replacement: Replacement) -> tuple[FeatureValues, int]:
+             replacement: Replacement, skip_first: int = 0) -> tuple[FeatureValues, int]:
     """The replacement values of every node, and the forwards spent getting them."""
     if replacement == "patch":
         return _values(model, task, roles(direction)[1], saes, metric_fn)[0], 1
     if replacement == "mean":
-        return _mean_values(model, task, saes, metric_fn), 2
+        return _mean_values(model, task, saes, metric_fn, skip_first), 2
     raise InvalidArgumentError(f"unknown replacement {replacement!r}; choose 'patch' or 'mean'")
 
 
@@ -271,6 +292,7 @@ def feature_attribution(
     rules: RelPRules | None = None,
     steps: int = 10,
     rule: Rule = "midpoint",
+    skip_first: int = 0,
 ) -> FeatureEffects:
     """Estimated effect of replacing each latent and error node (see the module docstring).
 
@@ -279,6 +301,8 @@ def feature_attribution(
         method: ``"atp"``, ``"relp"`` (``rules``, default the RelP fork's) or ``"ig"`` (``steps``, ``rule``).
         direction: ``"noising"`` (base = clean, the default) or ``"denoising"``.
         replacement: ``"patch"`` (source-run values) or ``"mean"`` (mean ablation).
+        skip_first: nodes exist only at real tokens after each row's first ``skip_first`` (padding
+            and attention sinks keep their exact values; :func:`node_positions`).
     """
     check_direction(direction)
     if method not in FEATURE_METHODS:
@@ -287,7 +311,7 @@ def feature_attribution(
     nodes = FeatureNodes.of(saes)
     metric_name, metric_fn = resolve_metric(metric)
     base_name = roles(direction)[0]
-    target, passes = _targets(model, task, saes, metric_fn, direction, replacement)
+    target, passes = _targets(model, task, saes, metric_fn, direction, replacement, skip_first)
     base, base_metric, _ = _values(model, task, base_name, saes, metric_fn)
     delta = _delta(base, target)
     passes += 1
@@ -298,11 +322,12 @@ def feature_attribution(
             chosen = rules if rules is not None else RelPRules()
             installed, attention = functools.partial(relp_rules, rules=chosen), chosen.attention
         _, metric_values, records = _values(model, task, base_name, saes, metric_fn, rules=installed,
-                                            attention_rule=attention, grad=True)
+                                            attention_rule=attention, grad=True, skip_first=skip_first)
         coefficients = _gradients(metric_values, records)
         passes += 1 + 2
     else:
-        coefficients, spent = _ig_coefficients(model, task, base_name, saes, metric_fn, base, delta, steps, rule)
+        where = node_positions(task, base_name, skip_first) if skip_first else None
+        coefficients, spent = _ig_coefficients(model, task, base_name, saes, metric_fn, base, delta, steps, rule, where)
         passes += spent
     effects = node_effects(nodes, delta, coefficients)
     return FeatureEffects(method, effects, nodes, base_metric.detach(), direction, replacement, passes,
@@ -318,7 +343,8 @@ def _gradients(metric_values: Tensor, records: Sequence[FeatureRecord]) -> Featu
 
 
 def _ig_coefficients(model: Model, task: Any, base_name: str, saes: Sequence[SAE], metric_fn: TaskMetric,
-                     base: FeatureValues, delta: FeatureValues, steps: int, rule: Rule) -> tuple[FeatureValues, float]:
+                     base: FeatureValues, delta: FeatureValues, steps: int, rule: Rule,
+                     where: Tensor | None = None) -> tuple[FeatureValues, float]:
     """Per SAE: gradients at its nodes averaged over the path base -> replacement of all its nodes."""
     alphas = step_points(steps, rule)
     latents, errors, passes = [], [], 0.0
@@ -331,7 +357,7 @@ def _ig_coefficients(model: Model, task: Any, base_name: str, saes: Sequence[SAE
                 latent_mask=torch.ones(1, 1, 1, dtype=torch.bool),
                 error_values=base.error[index] + alpha * delta.error[index],
                 error_mask=torch.ones(1, 1, 1, dtype=torch.bool),
-                record=FeatureRecord(),
+                record=FeatureRecord(), where=where,
             )
             run = forward(model, task, base_name, metric_fn, [], grad_sites=[_site(sae)], extra_interventions=[point])
             assert point.record is not None
@@ -361,6 +387,7 @@ def exact_feature_effects(
     direction: Direction = "noising",
     replacement: Replacement = "patch",
     max_rows: int = 256,
+    skip_first: int = 0,
 ) -> FeatureEffects:
     """Exact effect of replacing each node alone: ``m(base | node <- replacement) - m(base)``.
 
@@ -374,9 +401,10 @@ def exact_feature_effects(
     graph = FeatureNodes.of(saes)
     metric_name, metric_fn = resolve_metric(metric)
     base_name = roles(direction)[0]
-    target, passes = _targets(model, task, saes, metric_fn, direction, replacement)
+    target, passes = _targets(model, task, saes, metric_fn, direction, replacement, skip_first)
     base, base_metric, _ = _values(model, task, base_name, saes, metric_fn)
     passes += 1
+    where = node_positions(task, base_name, skip_first) if skip_first else None
     chosen = list(range(len(graph))) if nodes is None else list(nodes)
     batch, interventions = run_spec(task, base_name, model.device)  # type: ignore[arg-type]
     examples = batch.shape[0]
@@ -402,7 +430,8 @@ def exact_feature_effects(
             latent_values = _tile(target.latents[index], examples, len(chunk))
             error_values = _tile(target.error[index], examples, len(chunk))
             edit = FeatureSplice(site=_site(sae), sae=sae, latent_values=latent_values, latent_mask=latent_mask,
-                                 error_values=error_values, error_mask=error_mask)
+                                 error_values=error_values, error_mask=error_mask,
+                                 where=None if where is None else where.repeat(len(chunk), 1))
             with torch.no_grad(), model.hooks([*interventions, edit]) as session:
                 logits = model.forward(batch[torch.arange(rows) % examples], session, logits_to_keep=1)[:, -1]
             passes += len(chunk)

@@ -216,3 +216,21 @@ def test_cli_runs_a_feature_circuit_config(tmp_path) -> None:
     bad.write_text("kind: feature_circuit\nsaes: [x]\nmethods: [atp*]\n")
     refused = CliRunner().invoke(app, ["attribute", str(bad), "--runs", str(tmp_path / "runs")])
     assert refused.exit_code == 2 and "feature circuits support" in " ".join(refused.output.split())
+
+
+def test_nodes_only_where_asked(setup) -> None:
+    from interp.attribution.features import node_positions
+
+    model, task, saes = setup
+    width = task.clean.shape[1]
+    assert not node_positions(task, "clean", width).any()
+    where = node_positions(task, "clean", 2)
+    real = task.clean.attention_mask.bool()
+    assert (where.sum(dim=1) == real.sum(dim=1) - 2).all() and not (where & ~real).any()
+    silent = feature_attribution(model, task, saes, "atp", skip_first=width)
+    assert silent.effects.abs().max() == 0
+    exact = exact_feature_effects(model, task, saes, [0, 24], skip_first=width)
+    assert exact.effects[:, [0, 24]].abs().max() < 1e-12  # batched rows: rounding only
+    some = feature_attribution(model, task, saes, "atp", skip_first=2)
+    every = feature_attribution(model, task, saes, "atp")
+    assert some.effects.abs().max() > 0 and not torch.allclose(some.effects, every.effects)
