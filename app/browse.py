@@ -37,6 +37,7 @@ MAKE_RUNS = {
     "patching": "interp patch data/ioi_demo.yaml",
     "attribution": "interp attribute data/ioi_attribution.yaml",
     "sae": "interp sae train data/sae_topk.yaml",
+    "feature_circuit": "interp attribute data/feature_circuit_demo.yaml --set sae_run=SAE_RUN_ID",
 }
 RUN_PARAM = "run"
 

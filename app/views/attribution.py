@@ -3,7 +3,9 @@
 The method x component-type table of Pearson r (and the full agreement table: Spearman, top-k
 recall, sign agreement, cost) is the one the attribution harness stored; the scatter puts each
 method's estimated effect of every cell against the exact effect (:func:`interp.viz.attribution.scatter`),
-and the heatmaps show the exact sweep next to one method's estimate on the same colour scale.
+and the heatmaps show the exact sweep next to one method's estimate on the same colour scale. The
+recall-against-cost curves (:mod:`interp.attribution.recall`) show how many exact patches each
+method's ranking needs to find the true top components, with the false-negative bound.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from browse import choose_run, reading, stamp
 
 from interp.attribution import Comparison, load_comparison
 from interp.runs import RUNNING, Run
-from interp.viz.attribution import correlation_bars, scatter
+from interp.attribution.recall import recall_summary
+from interp.viz.attribution import correlation_bars, recall_cost, scatter
 from interp.viz.patching import compare
 
 RUN_FILES = ("comparison.json", "comparison.parquet")
@@ -47,6 +50,20 @@ st.dataframe(
 st.plotly_chart(correlation_bars(comparison.to_frame()), key=f"bars-{run.id}")
 with st.expander("Full agreement table: Spearman r, top-k recall, sign agreement, cost"):
     st.dataframe(comparison.to_frame(), hide_index=True)
+
+if comparison.recall is not None and len(comparison.recall):
+    st.subheader("Recall of the exact top components against cost")
+    st.caption(
+        "The AtP* paper's protocol: verify components by exact patching in each method's ranking order; recall "
+        "of the exact top-k (by |mean effect|) against cost = method passes (forward 1, backward 2) + verified "
+        "components. Solid: signed ranking (|mean estimate|), dashed: unsigned (mean |estimate| per pair); "
+        "dotted: the false-negative bound certified by sampling the unverified components."
+    )
+    recall_components = list(dict.fromkeys(comparison.recall["component"]))
+    chosen = st.selectbox("Component type", recall_components, key=f"recall-{run.id}")
+    st.plotly_chart(recall_cost(comparison.recall, chosen), key=f"recall-fig-{run.id}-{chosen}")
+    summary = recall_summary(comparison.recall, int(meta.get("top_k", 10)))
+    st.dataframe(summary[summary["component"] == chosen], hide_index=True)
 
 st.subheader("Estimate vs exact, per cell")
 components = list(comparison.exact)

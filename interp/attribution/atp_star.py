@@ -11,9 +11,27 @@ they are linear up to the head output.
 **GradDrop** (``grad_drop=True``). A node's direct and indirect effects can cancel in the gradient.
 For every layer ``l`` GradDrop takes the gradient with block ``l``'s write into the residual stream
 (its attention and MLP outputs) held fixed, so gradient reaches earlier layers through the skip
-path only, and scores each node by ``(1 / (L - 1)) sum_l |I_l(n)|``, an *unsigned* magnitude
-(residual-stream nodes, which no drop silences, divide by ``L``). The signed AtP(+QK fix) estimate
-stays in ``values``; the magnitude goes to ``scores`` and drives the ranking.
+path only, giving one estimate ``I_l(n)`` per layer (:func:`grad_drop_terms`). They combine into an
+unsigned ranking score ``(1 / (L - 1)) sum_l |I_l(n)|`` (residual-stream nodes, which no drop
+silences, divide by ``L``). The signed AtP(+QK fix) estimate stays in ``values``; the score goes to
+``scores`` and drives the ranking.
+
+**Ranking** (``ranking=``; default ``"signed"``). With several prompt pairs the paper's score takes
+``|I_l|`` per pair before averaging (``"unsigned"``). The default takes it after averaging over the
+pairs, ``(1 / (L - 1)) sum_l |mean_pairs I_l(n)|``, because what patching measures, and what the true
+top components are ranked by, is the effect on the *mean* metric: a node whose per-pair effects
+are large but of both signs has a small mean effect, and the unsigned score ranks it high anyway.
+Measured with the paper's own protocol (recall of the exact top 10 against forward passes spent,
+:mod:`interp.attribution.recall`; BENCHMARKS.md, "Recall against cost"): on SmolLM2-135M with 8 IOI
+pairs the unsigned score found 0.4-0.8 of the top 10 after 10 verifications where the signed one
+found 0.8-1.0 (queries 0.4 vs 0.8, neurons 0.7 vs 1.0), and the same gap separates unsigned and
+signed plain AtP. With one pair the two coincide. That unsigned score is what made AtP* look worse
+than AtP in a top-10 comparison; GradDrop itself is tested against an independent recompute.
+The same measurements support **AtP + QK fix without GradDrop** (``grad_drop=False``, ``"atp+qk"``)
+as the best ranking for its cost: its signed ranking matched or beat signed AtP* on every component
+type at an eighth of the passes (4 forward-pass equivalents against 33 on 30 layers), as one
+reading of the paper recommends for the distribution setting. GradDrop stays available for the
+cancellation cases it targets (tested on a constructed one), where it is worth its ``L / 2`` passes.
 
 GradDrop's ``L`` backward passes are cheap here. The residual stream entering block ``l`` is a
 bottleneck: everything earlier reaches the metric only through it. With block ``l``'s write held
@@ -33,7 +51,8 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 
@@ -45,6 +64,7 @@ from interp.attribution.relp.install import relp_rules
 from interp.attribution.relp.rules import RelPRules
 from interp.attribution.result import AttributionResult
 from interp.attribution.runs import ForwardRun, forward
+from interp.errors import InvalidArgumentError
 from interp.tasks.direction import Direction, roles
 from interp.model import Model
 from interp.tasks.metrics import TaskMetric, resolve_metric
@@ -119,29 +139,26 @@ def _drop_terms(
     return terms
 
 
-def atp_star(
-    model: Model,
-    task: Any,
-    sweeps: Sweeps,
-    metric: str | TaskMetric = "logit_diff",
-    direction: Direction = "denoising",
-    qk_fix: bool = True,
-    grad_drop: bool = True,
-    rules: RelPRules | None = None,
-) -> AttributionResult | dict[str, AttributionResult]:
-    """AtP* estimates of one sweep or several (see the module docstring).
+Ranking = Literal["signed", "unsigned"]
 
-    Args:
-        sweeps, metric, direction: as :func:`interp.attribution.atp`.
-        qk_fix: exact attention-probability changes for query and key sweeps.
-        grad_drop: GradDrop magnitudes in ``scores`` (costs about ``L / 2`` extra backward passes).
-        rules: LRP rules for the backward pass (RelP coefficients instead of gradients, including
-            ``G`` at the patterns); None for ordinary gradients. See :func:`interp.attribution.relp`.
 
-    Returns:
-        ``values`` hold the signed AtP (+ QK fix) estimate; ``scores`` the GradDrop magnitude
-        when ``grad_drop`` (else None, ranking by ``|estimate|``).
-    """
+@dataclass
+class _Passes:
+    """The passes AtP* shares between its outputs: runs, gradients, per-drop gradients, cost."""
+
+    specs: list[SweepSpec]
+    base: ForwardRun
+    source: ForwardRun
+    grads: dict[str, torch.Tensor]
+    terms: list[dict[str, torch.Tensor]]
+    clock: Clock
+    metric_name: str
+
+
+def _passes(
+    model: Model, task: Any, sweeps: Sweeps, metric: str | TaskMetric, direction: Direction, qk_fix: bool,
+    grad_drop: bool, rules: RelPRules | None,
+) -> _Passes:
     metric_name, metric_fn = resolve_metric(metric)
     specs = resolve_sweeps(model, task, sweeps)
     base_name, source_name = roles(direction)
@@ -163,20 +180,100 @@ def atp_star(
     grads = base.grads(grad_sites, retain_graph=grad_drop)
     clock.forward_passes, clock.backward_passes = 2, 1
     terms = _drop_terms(model, base, sites, grads, clock) if grad_drop else []
-    runs = {base_name: base, source_name: source}
+    return _Passes(specs, base, source, grads, terms, clock, metric_name)
+
+
+def _term_grid(spec: SweepSpec, qk_fix: bool, passes: _Passes) -> torch.Tensor:
+    """Per-drop signed estimates of one sweep, ``(drop, example, *grid)``."""
+    return torch.stack([
+        grid(spec, _estimator(spec, qk_fix, passes.base, passes.source, term)) for term in passes.terms
+    ])
+
+
+def grad_drop_divisor(model: Model, spec: SweepSpec) -> int:
+    """``L`` for residual-stream nodes (no drop silences them), ``L - 1`` for nodes inside a block."""
+    n_layers = model.dims.n_layers
+    return n_layers if spec.kind in RESIDUAL_KINDS else max(n_layers - 1, 1)
+
+
+def grad_drop_scores(terms: torch.Tensor, divisor: int, ranking: Ranking) -> torch.Tensor:
+    """Per-example GradDrop scores from per-drop estimates ``(drop, example, *grid)``.
+
+    ``"unsigned"`` (the paper's): ``(1/divisor) sum_l |I_l(n, e)|``, a magnitude per pair.
+    ``"signed"``: ``(1/divisor) sum_l sign(mean_e I_l(n)) I_l(n, e)``, whose mean over examples is
+    ``(1/divisor) sum_l |mean_e I_l(n)|``: the absolute value is taken after averaging over the
+    pairs, as for the distribution-level effect being ranked.
+    """
+    if ranking == "unsigned":
+        return terms.abs().sum(dim=0) / divisor
+    if ranking == "signed":
+        signs = torch.sign(terms.mean(dim=1, keepdim=True))
+        return (signs * terms).sum(dim=0) / divisor
+    raise InvalidArgumentError(f"unknown ranking {ranking!r}; choose 'signed' or 'unsigned'")
+
+
+def grad_drop_terms(
+    model: Model,
+    task: Any,
+    sweeps: Sweeps,
+    metric: str | TaskMetric = "logit_diff",
+    direction: Direction = "denoising",
+    qk_fix: bool = True,
+    rules: RelPRules | None = None,
+) -> dict[str, torch.Tensor]:
+    """GradDrop's per-layer estimates ``I_l(n)`` of each sweep, ``(drop, example, *grid)`` by sweep name.
+
+    Term ``l`` is the AtP (+ QK fix) estimate with block ``l``'s write held fixed; :func:`atp_star`
+    combines them into its ranking scores (:func:`grad_drop_scores`).
+    """
+    passes = _passes(model, task, sweeps, metric, direction, qk_fix, True, rules)
+    return {spec.sweep: _term_grid(spec, qk_fix, passes) for spec in passes.specs}
+
+
+def atp_star(
+    model: Model,
+    task: Any,
+    sweeps: Sweeps,
+    metric: str | TaskMetric = "logit_diff",
+    direction: Direction = "denoising",
+    qk_fix: bool = True,
+    grad_drop: bool = True,
+    rules: RelPRules | None = None,
+    ranking: Ranking = "signed",
+) -> AttributionResult | dict[str, AttributionResult]:
+    """AtP* estimates of one sweep or several (see the module docstring).
+
+    Args:
+        sweeps, metric, direction: as :func:`interp.attribution.atp`.
+        qk_fix: exact attention-probability changes for query and key sweeps.
+        grad_drop: GradDrop magnitudes in ``scores`` (costs about ``L / 2`` extra backward passes).
+        rules: LRP rules for the backward pass (RelP coefficients instead of gradients, including
+            ``G`` at the patterns); None for ordinary gradients. See :func:`interp.attribution.relp`.
+        ranking: how GradDrop's per-layer terms combine over pairs (:func:`grad_drop_scores`);
+            ``"signed"`` (default, see the module docstring) or the paper's ``"unsigned"``.
+
+    Returns:
+        ``values`` hold the signed AtP (+ QK fix) estimate; ``scores`` the GradDrop score
+        when ``grad_drop`` (else None, ranking by ``|estimate|``).
+    """
+    if ranking not in ("signed", "unsigned"):
+        raise InvalidArgumentError(f"unknown ranking {ranking!r}; choose 'signed' or 'unsigned'")
+    passes = _passes(model, task, sweeps, metric, direction, qk_fix, grad_drop, rules)
+    base_name, source_name = roles(direction)
+    runs = {base_name: passes.base, source_name: passes.source}
     results = {}
     method = "atp*" if qk_fix and grad_drop else "atp+qk" if qk_fix else "atp+graddrop" if grad_drop else "atp"
     if rules is not None:
         method = method.replace("atp*", "atp+qk+graddrop").replace("atp", "relp")
-    for spec in specs:
-        estimates = grid(spec, _estimator(spec, qk_fix, base, source, grads))
+    for spec in passes.specs:
+        estimates = grid(spec, _estimator(spec, qk_fix, passes.base, passes.source, passes.grads))
         scores = None
         if grad_drop:
-            total = sum(grid(spec, _estimator(spec, qk_fix, base, source, term)).abs() for term in terms)
-            divisor = model.dims.n_layers if spec.kind in RESIDUAL_KINDS else max(model.dims.n_layers - 1, 1)
-            scores = total / divisor
+            scores = grad_drop_scores(_term_grid(spec, qk_fix, passes), grad_drop_divisor(model, spec), ranking)
+        meta = {"qk_fix": qk_fix, "grad_drop": grad_drop, **({"ranking": ranking} if grad_drop else {})}
         results[spec.sweep] = build_result(
-            model, task, spec, estimates, runs, metric_name, direction, method, clock.cost(spec.n_cells), scores,
-            meta={"qk_fix": qk_fix, "grad_drop": grad_drop, **({} if rules is None else {"rules": rules.as_dict()})},
+            model, task, spec, estimates, runs, passes.metric_name, direction, method,
+            passes.clock.cost(spec.n_cells), scores,
+            meta={**meta, **({} if rules is None else {"rules": rules.as_dict()})},
         )
     return single_or_all(sweeps, results)

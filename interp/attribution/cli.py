@@ -34,13 +34,20 @@ def attribute(
     set_: SetOption = None,
     runs: RunsOption = None,
 ) -> None:
-    """Compare AtP, AtP*, RelP and IG with exact activation patching on CONFIG's task and sweeps."""
+    """Compare AtP, AtP*, RelP and IG with exact activation patching on CONFIG's task and sweeps.
+
+    A config with ``kind: feature_circuit`` (see data/feature_circuit_demo.yaml) attributes over SAE
+    latents and error nodes instead, and measures each method's circuit faithfulness.
+    """
     from interp.attribution.config import AttributionConfig
     from interp.attribution.runner import run_attribution, stages
-    from interp.config import load_config
+    from interp.config import load_config, read_mapping
     from interp.runs import RunStore
 
     try:
+        if read_mapping(config).get("kind") == "feature_circuit":
+            _feature_circuit(config, resume, overrides(set_, device=device, dtype=dtype), runs)
+            return
         settings = load_config(config, AttributionConfig, overrides(set_, device=device, dtype=dtype))
         store = RunStore(runs)
         progress = Progress(
@@ -67,5 +74,35 @@ def attribute(
             _number(row.recall, 2), _number(row.sign_agreement, 2), f"{row.forward_passes}+{row.backward_passes:g}",
             f"{row.seconds:.1f}", str(row.exact_forward_passes), f"{row.exact_seconds:.1f}",
         )
+    console.print(table)
+    console.print(f"wrote {run.path}")
+
+
+def _feature_circuit(config: Path, resume: str | None, given: dict, runs: Path | None) -> None:
+    """Run a feature-circuit config and print each method's faithfulness curve and cost."""
+    from interp.attribution.circuit import FeatureCircuitConfig, run_feature_circuit
+    from interp.config import load_config
+    from interp.runs import RunStore
+
+    settings = load_config(config, FeatureCircuitConfig, given)
+    store = RunStore(runs)
+    stages = len(settings.methods) + 2
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=console)
+    with progress:
+        bar = progress.add_task("attribution, exact patching, faithfulness", total=stages)
+        run = run_feature_circuit(settings, store, lambda stage: progress.update(bar, advance=1, description=f"done: {stage}"),
+                                  resume)
+    curves = run.read_table("faithfulness")
+    costs = run.read_table("costs").set_index("method")
+    table = Table(title=f"feature-circuit faithfulness, run {run.id}")
+    sizes = sorted(curves["nodes"].unique())
+    table.add_column("method")
+    table.add_column("passes")
+    for size in sizes:
+        table.add_column(f"N={size}")
+    for method, rows in curves.groupby("method", sort=False):
+        by_size = rows.set_index("nodes")["faithfulness"]
+        table.add_row(str(method), f"{costs.loc[method, 'passes']:.0f}", *[_number(by_size[s], 2) for s in sizes])
     console.print(table)
     console.print(f"wrote {run.path}")

@@ -3,7 +3,8 @@
 An attribution estimate is only worth its agreement with the quantity it estimates. For a task and
 a list of sweeps (component types), :func:`compare` runs the exact sweep with the patching engine
 and each approximation (:data:`METHODS`: AtP, AtP + QK fix, AtP*, RelP, RelP + QK fix, IG; same
-direction and metric), and reports per
+direction and metric; ``atp*`` ranks by the signed GradDrop score, ``atp*-unsigned`` by the paper's
+per-pair one, see :mod:`interp.attribution.atp_star`), and reports per
 component type and method, over the sweep's cells (mean effect over examples, raw metric units):
 
 * **Pearson r** and **Spearman r** between the estimated and the exact mean effects;
@@ -11,7 +12,10 @@ component type and method, over the sweep's cells (mean effect over examples, ra
   among the method's k highest-ranked cells (its ``ranking()``: GradDrop magnitude for AtP*,
   ``|mean estimate|`` otherwise);
 * **sign agreement** on those true top-k cells;
-* **cost**: forward and backward passes and wall time, next to the exact sweep's.
+* **cost**: forward and backward passes and wall time, next to the exact sweep's;
+* the **recall-against-cost curves** of :mod:`interp.attribution.recall` (the AtP* paper's
+  protocol: verify in ranking order, recall of the true top-k against forward-pass equivalents),
+  for each method's signed and unsigned ranking.
 
 The correlation is over cells of the (layer x position), (layer x head), ... map, as in the RelP
 paper's table (docs/methods.md, RelP). AtP*'s Pearson/Spearman use its signed estimate (AtP + QK fix);
@@ -37,6 +41,7 @@ from scipy import stats
 from interp.attribution.atp import atp
 from interp.attribution.atp_star import atp_star
 from interp.attribution.comparison import Comparison
+from interp.attribution.recall import recall_table
 from interp.attribution.ig import Path, Rule, integrated_gradients
 from interp.attribution.linear import Sweeps, resolve_sweeps
 from interp.attribution.relp import RelPRules, relp
@@ -48,7 +53,7 @@ from interp.patching import PatchingResult, patch_sweep
 from interp.tasks.direction import Direction, check_direction
 from interp.tasks.metrics import TaskMetric, resolve_metric
 
-METHODS: tuple[str, ...] = ("atp", "atp+qk", "atp*", "relp", "relp+qk", "ig")
+METHODS: tuple[str, ...] = ("atp", "atp+qk", "atp*", "atp*-unsigned", "relp", "relp+qk", "ig")
 Progress = Callable[[str], None]
 
 
@@ -77,8 +82,9 @@ def run_method(
         results = atp(model, task, requests, metric, direction)
     elif method == "atp+qk":
         results = atp_star(model, task, requests, metric, direction, qk_fix=True, grad_drop=False)
-    elif method == "atp*":
-        results = atp_star(model, task, requests, metric, direction, qk_fix=True, grad_drop=True)
+    elif method in ("atp*", "atp*-unsigned"):
+        ranking = "unsigned" if method == "atp*-unsigned" else "signed"
+        results = atp_star(model, task, requests, metric, direction, qk_fix=True, grad_drop=True, ranking=ranking)
     elif method in ("relp", "relp+qk"):
         results = relp(model, task, requests, metric, direction, rules=options.relp_rules, qk_fix=method == "relp+qk")
     elif method == "ig":
@@ -196,4 +202,5 @@ def compare(
     meta = {"model": model.name, "task": getattr(task, "name", None), "examples": len(task), "metric": metric_name,
             "direction": direction, "top_k": top_k, "ig_steps": options.ig_steps, "ig_path": options.ig_path,
             "relp_rules": options.relp_rules.as_dict()}
-    return Comparison(exact=exact, estimates=estimates, table=pd.DataFrame(rows), meta=meta)
+    return Comparison(exact=exact, estimates=estimates, table=pd.DataFrame(rows), meta=meta,
+                      recall=recall_table(exact, estimates, top_k) if estimates else None)

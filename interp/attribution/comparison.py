@@ -2,7 +2,8 @@
 
 :class:`Comparison` holds the exact sweeps, each method's estimates and the agreement table that
 :func:`interp.attribution.compare.compare` computes. :func:`save_comparison` writes it as a run of
-kind ``"attribution"`` (exact and estimated results as safetensors + JSON, the table as Parquet) and
+kind ``"attribution"`` (exact and estimated results as safetensors + JSON, the agreement table and the
+recall-against-cost curves of :mod:`interp.attribution.recall` as Parquet) and
 :func:`load_comparison` reads it back. Reading imports no attribution method, no model code and no
 statistics or plotting library: only the result types and the results store.
 """
@@ -28,6 +29,7 @@ class Comparison:
     estimates: dict[str, dict[str, AttributionResult]]
     table: pd.DataFrame
     meta: dict[str, Any] = field(default_factory=dict)
+    recall: pd.DataFrame | None = None
 
     def to_frame(self) -> pd.DataFrame:
         """One row per (component, method): correlations, recall, sign agreement, costs."""
@@ -36,7 +38,6 @@ class Comparison:
     def pearson(self) -> pd.DataFrame:
         """Pearson r as a component x method table."""
         return self.table.pivot(index="component", columns="method", values="pearson")
-
 
 
 def _slug(method: str) -> str:
@@ -56,6 +57,8 @@ def save_comparison(comparison: Comparison, run: Run) -> None:
             index["estimates"][method][sweep] = name
             save_result(run, name, result)
     run.write_table("comparison", comparison.table)
+    if comparison.recall is not None:
+        run.write_table("recall", comparison.recall)
     run.write_json("comparison", {"meta": comparison.meta, "results": index})
 
 
@@ -99,4 +102,6 @@ def load_comparison(run: Run) -> Comparison:
         }
         for method, names in index["estimates"].items()
     }
-    return Comparison(exact=exact, estimates=estimates, table=run.read_table("comparison"), meta=info["meta"])
+    recall = run.read_table("recall") if "recall" in run.tables() else None
+    return Comparison(exact=exact, estimates=estimates, table=run.read_table("comparison"), meta=info["meta"],
+                      recall=recall)

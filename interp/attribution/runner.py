@@ -17,6 +17,7 @@ import torch
 from interp.attribution.compare import compare
 from interp.attribution.comparison import Comparison, load_comparison, save_comparison, summary
 from interp.attribution.config import AttributionConfig
+from interp.attribution.recall import recall_table
 from interp.cells import SweepRequest
 from interp.config import DTYPES
 from interp.models import load_model
@@ -86,7 +87,8 @@ def run_attribution(
             if method not in estimates:
                 meta = stage(requests, [method])
             report(method)
-        result = Comparison(exact, estimates, _ordered(_joined(tables), config), meta)
+        result = Comparison(exact, estimates, _ordered(_joined(tables), config), meta,
+                            recall=recall_table(exact, estimates, config.top_k) if estimates else None)
         save_comparison(result, run)
         run.finish(summary(result))
     return run, result

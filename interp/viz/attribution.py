@@ -18,7 +18,7 @@ import torch
 from scipy import stats
 
 from interp.attribution import Comparison
-from interp.errors import GridMismatchError
+from interp.errors import GridMismatchError, InvalidArgumentError
 from interp.patching import PatchingResult
 
 
@@ -74,5 +74,65 @@ def correlation_bars(table: pd.DataFrame, value: str = "pearson") -> go.Figure:
         figure.add_trace(go.Bar(x=rows["component"], y=rows[value], name=str(method)))
     figure.update_layout(
         barmode="group", yaxis_title=value, xaxis_title="component", title=f"{value} vs exact patching"
+    )
+    return figure
+
+
+def recall_cost(table: pd.DataFrame, component: str, methods: Sequence[str] | None = None,
+                title: str | None = None) -> go.Figure:
+    """Recall of the true top components against cost in forward-pass equivalents, for one component type.
+
+    ``table`` is :func:`interp.attribution.recall.recall_table`'s long format (also stored with an
+    attribution run as ``Comparison.recall``). One line per method and ranking (solid: signed,
+    dashed: unsigned, solid for methods ranking by their own scores), the false-negative bound as a
+    dotted step line, and exhaustive patching in random order as a grey diagonal. The x axis is
+    logarithmic: methods cost a few passes, exhaustive verification hundreds.
+    """
+    rows = table[table["component"] == component]
+    if rows.empty:
+        raise InvalidArgumentError(f"no recall curves for component {component!r}; have {sorted(table['component'].unique())}")
+    figure = go.Figure()
+    for (method, ranking, curve), line in rows.groupby(["method", "ranking", "curve"], sort=False):
+        if methods is not None and curve != "exhaustive" and method not in methods:
+            continue
+        if curve == "exhaustive":
+            style, name = {"color": "grey", "dash": "dot"}, "exhaustive patching (random order, expected)"
+        elif curve == "bound":
+            style, name = {"dash": "dot", "width": 2}, f"false-negative bound ({method}, {ranking}; 95%)"
+        else:
+            style, name = {"dash": "dash" if ranking == "unsigned" else "solid"}, f"{method} ({ranking})"
+        figure.add_trace(go.Scatter(
+            x=line["cost"].clip(lower=1).tolist(), y=line["recall"].tolist(), mode="lines", name=name,
+            line={**style, "shape": "hv"}, customdata=line["verified"].tolist(),
+            hovertemplate="cost %{x:.1f}<br>verified %{customdata}<br>recall %{y:.2f}<extra>" + name + "</extra>",
+        ))
+    figure.update_layout(
+        title=title or f"{component}: recall of the true top components vs cost",
+        xaxis={"title": "cost (forward-pass equivalents: method + verified components)", "type": "log"},
+        yaxis={"title": "recall of the exact top-k", "range": [0, 1.02]},
+    )
+    return figure
+
+
+def faithfulness_figure(table: pd.DataFrame, value: str = "faithfulness", title: str | None = None) -> go.Figure:
+    """Faithfulness (or ``value="complement"``: completeness) of each method's top-N circuit against N.
+
+    ``table`` is :class:`interp.attribution.faithfulness.FaithfulnessCurves`' table (stored as the
+    ``faithfulness`` table of a feature-circuit run). The x axis is ``N + 1`` on a log scale, so the
+    empty circuit shows at 1; dotted lines mark the whole model (1) and the empty circuit (0).
+    """
+    figure = go.Figure()
+    for method, rows in table.groupby("method", sort=False):
+        figure.add_trace(go.Scatter(
+            x=(rows["nodes"] + 1).tolist(), y=rows[value].tolist(), mode="lines+markers", name=str(method),
+            customdata=rows["nodes"].tolist(),
+            hovertemplate="N = %{customdata}<br>" + value + " %{y:.3f}<extra>" + str(method) + "</extra>",
+        ))
+    for level in (0.0, 1.0):
+        figure.add_hline(y=level, line={"dash": "dot", "color": "grey"})
+    what = "faithfulness of the top-N circuit" if value == "faithfulness" else "faithfulness of the model without the top N"
+    figure.update_layout(
+        title=title or what, xaxis={"title": "N + 1 (nodes kept, log scale)", "type": "log"},
+        yaxis={"title": value},
     )
     return figure

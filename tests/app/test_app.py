@@ -22,6 +22,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from interp.attribution import load_comparison
+from interp.attribution.circuit import FeatureCircuitConfig, run_feature_circuit
 from interp.attribution.config import AttributionConfig
 from interp.attribution.runner import run_attribution
 from interp.config import validate
@@ -34,7 +35,7 @@ from interp.sae import TrainConfig, train
 from interp.tasks import ioi_task
 
 ENTRY = str(Path(__file__).resolve().parents[2] / "app" / "Home.py")
-PAGES = ["views/overview.py", "views/patching.py", "views/attribution.py", "views/sae.py"]
+PAGES = ["views/overview.py", "views/patching.py", "views/attribution.py", "views/sae.py", "views/features.py"]
 TIMEOUT = 60
 
 
@@ -67,6 +68,11 @@ def store_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "features": {"top_k": 3, "context": 2, "n_logits": 4},
         "saes": [{"name": "topk", "site": "blocks.1.hook_resid_post", "d_sae": 96, "activation": {"kind": "topk", "k": 4}}],
     }, TrainConfig), RunStore(root), progress=False, log=lambda _: None)
+    sae_run = RunStore(root).list("sae")[0].id
+    run_feature_circuit(FeatureCircuitConfig.model_validate({
+        "kind": "feature_circuit", "model": "tiny-llama", "task": {"n": 3, "seed": 0}, "sae_run": sae_run,
+        "saes": ["topk"], "methods": ["atp", "ig"], "exact_top": 4, "sizes": [0, 2, 97], "ig": {"steps": 2},
+    }), RunStore(root))
     return root
 
 
@@ -149,8 +155,8 @@ def test_overview_lists_and_filters_runs(store_root: Path, monkeypatch: pytest.M
     at = open_page(store_root, "views/overview.py", monkeypatch)
     assert_clean(at)
     listed = at.dataframe[0].value
-    assert sorted(listed["kind"]) == ["attribution", "patching", "patching", "sae"]
-    assert at.metric[0].value == "4"
+    assert sorted(listed["kind"]) == ["attribution", "feature_circuit", "patching", "patching", "sae"]
+    assert at.metric[0].value == "5"
     at.multiselect(key="filter-kind").set_value(["patching"]).run()
     assert set(at.dataframe[0].value["kind"]) == {"patching"}
     link = at.get("page_link")[0]
@@ -219,10 +225,30 @@ def test_attribution_page_shows_the_stored_r_table_and_scatter(store_root: Path,
     stored = load_comparison(RunStore(store_root).get(rid)).pearson()
     shown = at.dataframe[0].value
     assert np.allclose(shown.to_numpy(dtype=float), stored.to_numpy(dtype=float), equal_nan=True)
-    scatter = charts(at)[1]
+    recall = charts(at)[1]
+    names = [t["name"] for t in recall["data"]]
+    assert "atp (signed)" in names and "atp* (scores)" in names and any("bound" in n for n in names)
+    assert recall["layout"]["xaxis"]["type"] == "log"
+    scatter = charts(at)[2]
     assert {t["name"].split(" ")[0] for t in scatter["data"][:-1]} == {"atp", "atp*"}
     at.selectbox(key=f"component-{rid}").set_value("head_z").run()
     assert_clean(at)
+
+
+def test_feature_circuit_page_shows_curves_costs_and_latent_contexts(store_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rid = run_id(store_root, "feature_circuit")
+    at = open_page(store_root, "views/features.py", monkeypatch)
+    assert_clean(at)
+    faithful, complete = charts(at)[0], charts(at)[1]
+    assert {t["name"] for t in faithful["data"]} == {"atp", "ig"}
+    curves = RunStore(store_root).get(rid).read_table("faithfulness")
+    atp = curves[curves.method == "atp"]
+    assert array(faithful["data"][0]["y"]) == pytest.approx(atp["faithfulness"].tolist())
+    assert array(complete["data"][0]["y"]) == pytest.approx(atp["complement"].tolist())
+    assert set(at.dataframe[0].value["method"]) == {"atp", "ig", "exact"}
+    assert at.selectbox(key=f"latent-{rid}").value.startswith("blocks.1.hook_resid_post #")
+    shown = at.get("html")
+    assert (shown and "<span" in shown[0].proto.body) or any("never fired" in i.value for i in at.info)
 
 
 def test_sae_page_metrics_and_latent_browser(store_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:

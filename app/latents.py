@@ -1,0 +1,71 @@
+"""Reading an SAE run's stored latent statistics and drawing one latent: shared by the SAE browser
+and the feature-circuit page (which shows the contexts of a circuit's top latents)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+import torch
+from browse import reading, stamp
+
+from interp.runs import Run
+from interp.viz.latents import activation_histogram, context_html, logit_effects
+
+
+@st.cache_resource(max_entries=24, show_spinner=False)
+def _table(path: str, name: str, version: tuple[int, ...]) -> pd.DataFrame:
+    return Run(path).read_table(name)
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _tensors(path: str, name: str, version: tuple[int, ...]) -> dict[str, torch.Tensor]:
+    return Run(path).read_tensors(name)
+
+
+def table_of(run: Run, name: str) -> pd.DataFrame:
+    with reading(f"table {name!r}", run):
+        return _table(str(run.path), name, stamp(run, f"{name}.parquet"))
+
+
+def tensors_of(run: Run, name: str) -> dict[str, torch.Tensor]:
+    with reading(f"tensors {name!r}", run):
+        return _tensors(str(run.path), name, stamp(run, f"{name}.safetensors"))
+
+
+def tokens_text(tokens: object) -> str:
+    return "  ".join(repr(str(token)) for token in list(tokens))
+
+
+def show_latent(run: Run, name: str, table: pd.DataFrame, stats: dict[str, torch.Tensor], vocab: dict[int, str],
+                latent: int) -> None:
+    row = table[table["latent"] == latent].iloc[0]
+    tiles = st.columns(3)
+    tiles[0].metric("density", f"{row['density']:.2e}")
+    tiles[1].metric("log10 density", f"{row['log10_density']:.2f}")
+    tiles[2].metric("max activation", f"{row['max_activation']:.3f}")
+
+    st.markdown("**Top activating contexts**")
+    values = stats["top_values"][latent]
+    tokens, acts = stats["context_tokens"][latent], stats["context_acts"][latent]
+    centre = tokens.shape[-1] // 2
+    scale = float(values.max())
+    lines = []
+    for k in range(values.shape[0]):
+        if values[k] <= 0:
+            continue
+        words = [vocab.get(int(t), f"<{int(t)}>") if t >= 0 else None for t in tokens[k]]
+        lines.append(
+            f'<div style="display: flex; gap: 0.8em; align-items: baseline; overflow-x: auto;">'
+            f'<code style="min-width: 4.5em; text-align: right;">{float(values[k]):.3f}</code>'
+            f"{context_html(words, acts[k].tolist(), scale, centre)}</div>"
+        )
+    if lines:
+        st.html("".join(lines))
+    else:
+        st.info("This latent never fired on the held-out tokens.")
+    histogram, effects = st.columns([2, 3])
+    counts, edges = stats["hist_counts"][latent].tolist(), stats["hist_edges"].tolist()
+    histogram.plotly_chart(activation_histogram(counts, edges), key=f"hist-{run.id}-{name}-{latent}")
+    figure = logit_effects(list(row["top_logits"]), list(row["top_logit_values"]), list(row["bottom_logits"]),
+                           list(row["bottom_logit_values"]), title=f"latent {latent}: direct logit effects")
+    effects.plotly_chart(figure, key=f"logits-{run.id}-{name}-{latent}")
