@@ -30,6 +30,7 @@
 # SAE on the whole corpus and a million tokens.
 
 # %%
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -208,3 +209,11 @@ recovered = (ce["zero"] - ce["sae"]) / (ce["zero"] - ce["clean"])
 metrics, _ = interp.sae.evaluate(model, {"topk": sae}, ids, keep)["topk"]
 print({name: round(value, 4) for name, value in ce.items()})
 print(f"CE loss recovered: {recovered:.3f} by hand, {metrics.ce_recovered:.3f} from interp.sae.evaluate")
+
+# %% [markdown]
+# The run lives in a temporary directory. To browse it in the app instead, run
+# `python -m interp app --runs <workdir>/runs` before this cell, or train into a lasting
+# `RunStore("data/runs")`. Here we remove it.
+
+# %%
+shutil.rmtree(workdir)

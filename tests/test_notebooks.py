@@ -15,6 +15,7 @@ shown inline by ending a cell with it).
 
 Each execution prints its wall time and the kernel's CPU time (``pytest -s``): on a loaded machine
 the wall time says little, the CPU time divided by the cores used bounds what an idle machine takes.
+With ``INTERP_NOTEBOOK_OUTPUT=DIR`` the executed notebooks, outputs included, are written to ``DIR``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.py"))
 KERNEL_NAME = "interp-notebook-tests"
+OUTPUT_DIR_ENV = "INTERP_NOTEBOOK_OUTPUT"  # set to a directory to keep the executed notebooks (.ipynb)
 CELL_TIMEOUT_S = 1800  # per cell; a notebook takes minutes, this only catches a hung kernel
 SHOW_CALL = re.compile(r"\.show\(")
 ANSI_COLOUR = re.compile(r"\x1b\[[0-9;]*m")
@@ -122,5 +124,11 @@ def test_notebook_executes(path: Path, tmp_path: Path) -> None:
         client.execute()
     except (CellExecutionError, CellTimeoutError, DeadKernelError) as error:
         pytest.fail(f"notebooks/{path.name} failed:\n{ANSI_COLOUR.sub('', str(error))}", pytrace=False)
+    if os.environ.get(OUTPUT_DIR_ENV):
+        import nbformat
+
+        out = Path(os.environ[OUTPUT_DIR_ENV])
+        out.mkdir(parents=True, exist_ok=True)
+        nbformat.write(notebook, out / f"{path.stem}.ipynb")
     cpu = f", {kernel_cpu[0]:.0f} s kernel CPU" if kernel_cpu else ""
     print(f"notebooks/{path.name} executed in {time.perf_counter() - started:.0f} s wall{cpu}")
