@@ -55,9 +55,21 @@ model
 # pairs each with its ABC corruption: the same sentence with three other names, so nothing tells
 # which name is the IO. Each pair tokenises to the same length, with the names at single
 # positions.
+#
+# Prompts of different templates have different lengths and are aligned at the end (left
+# padding), so only the last positions would mean the same thing in every prompt. For a readable
+# layer x position map we draw a pool and keep 8 prompts of one template and one token length,
+# four of each order (`task.subset`).
 
 # %%
-task = ioi_task(model, n=8, seed=0, corruption="abc")
+pool = ioi_task(model, n=240, seed=0, corruption="abc")
+key = pd.DataFrame({"template": pool.examples["template"], "length": pool.clean.lengths.tolist(),
+                    "order": pool.examples["order"]})
+balanced = key.groupby(["template", "length"]).order.agg(lambda o: min((o == "ABBA").sum(), (o == "BABA").sum()))
+template, length = balanced.idxmax()
+same = key[(key.template == template) & (key.length == length)]
+picked = same[same.order == "ABBA"].index[:4].tolist() + same[same.order == "BABA"].index[:4].tolist()
+task = pool.subset(sorted(picked))
 task.to_frame()[["clean", "corrupt", "io", "s", "order"]]
 
 # %% [markdown]
@@ -77,9 +89,12 @@ print(f"clean logit diff {resid.clean.mean():.2f}, corrupt {resid.corrupt.mean()
 heatmap(resid, title="resid_pre: share of the clean logit difference restored")
 
 # %% [markdown]
-# The information moves from the name positions in early layers to the final position in late
-# layers: the positions where patching restores the behaviour trace where "which name is the IO"
-# is held at each depth.
+# The positions where patching restores the behaviour trace where "which name is the IO" is held
+# at each depth: at the name positions in early and middle layers (the second mention of S most
+# of all; a single clean name in an otherwise corrupt prompt can also push the metric below the
+# corrupt baseline, a negative value), and at the final position in the late layers (in this
+# model from about layer 24, where patching the last position alone restores the clean logit
+# difference).
 #
 # ## 2. Exact patching of every head (layer x head)
 #
