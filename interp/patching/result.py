@@ -65,7 +65,11 @@ class PatchingResult:
         clean, corrupt: the metric on the unpatched clean and corrupt runs, per example.
         metric, direction: what was measured and which way it was patched.
         cost: forward passes and FLOPs used, next to a naive sweep's.
-        position_labels: a token label for each position (for figure axes), if known.
+        position_labels: a label for each position (for figure axes), if known: the position's
+            name for a sweep by named position, else its token where every example has the same one.
+        positions: ``"raw"`` (the ``pos`` axis is batch columns) or ``"named"`` (the ``pos`` axis
+            indexes ``position_labels``, the task's named positions; each example was patched at its
+            own index for the name).
         meta: free-form provenance (model, task).
     """
 
@@ -80,6 +84,7 @@ class PatchingResult:
     cost: Cost = field(default_factory=Cost)
     position_labels: list[str] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    positions: str = "raw"
 
     @property
     def grid_shape(self) -> tuple[int, ...]:
@@ -127,6 +132,8 @@ class PatchingResult:
         frame["sem"] = self.sem(normalized=False).flatten().tolist()
         frame["normalized_mean"] = self.mean().flatten().tolist()
         frame["normalized_sem"] = self.sem().flatten().tolist()
+        if "pos" in self.axes and self.position_labels is not None:
+            frame.insert(list(self.axes).index("pos") + 1, "position", [self.position_labels[p] for p in frame["pos"]])
         return frame
 
     def describe(self) -> dict[str, Any]:
@@ -139,6 +146,7 @@ class PatchingResult:
             "direction": self.direction,
             "cost": asdict(self.cost),
             "position_labels": self.position_labels,
+            "positions": self.positions,
             "meta": self.meta,
         }
 
@@ -160,4 +168,5 @@ class PatchingResult:
             cost=Cost(**description["cost"]),
             position_labels=description.get("position_labels"),
             meta=description.get("meta", {}),
+            positions=description.get("positions", "raw"),
         )
