@@ -119,14 +119,17 @@ def choose_run(kind: str, label: str = "Run", key: str | None = None) -> tuple[R
             "info",
         )
     ids = [info.id for info in infos]
-    wanted = st.query_params.get(RUN_PARAM)
+    # ?run= names the run; sidebar navigation drops the query, so the session remembers the last one
+    wanted = st.query_params.get(RUN_PARAM) or st.session_state.get(f"last-run-{kind}")
     by_id = {info.id: info for info in infos}
     chosen = st.selectbox(
         label, ids, index=ids.index(wanted) if wanted in by_id else 0, format_func=lambda i: run_label(by_id[i]),
         key=key or f"run-{kind}",
     )
-    if key is None and st.query_params.get(RUN_PARAM) != chosen:
-        st.query_params[RUN_PARAM] = chosen
+    if key is None:
+        st.session_state[f"last-run-{kind}"] = chosen
+        if st.query_params.get(RUN_PARAM) != chosen:
+            st.query_params[RUN_PARAM] = chosen
     info = by_id[chosen]
     show_status(info)
     return Run(info.path), info
@@ -151,3 +154,28 @@ def show_status(info: RunInfo) -> None:
         if info.error and "\n" in info.error.strip():
             with st.expander("The error the run recorded"):
                 st.code(info.error, language=None)
+
+
+def url_value(page: str, name: str) -> str | None:
+    """A page's state in its URL (``?layer=3``), else what this session last kept for the page.
+
+    Pages write what a reader chose with :func:`keep_in_url`, so an address can be shared and
+    reopens the same view, and moving between pages with the sidebar (which drops the query)
+    returns to it.
+    """
+    value = st.query_params.get(name)
+    return value if value is not None else st.session_state.get(f"url-{page}", {}).get(name)
+
+
+def keep_in_url(page: str, **values: object) -> None:
+    """Put ``values`` in the page's address and remember them for this session (None removes one)."""
+    kept = st.session_state.setdefault(f"url-{page}", {})
+    for name, value in values.items():
+        if value is None:
+            kept.pop(name, None)
+            if name in st.query_params:
+                del st.query_params[name]
+            continue
+        kept[name] = str(value)
+        if st.query_params.get(name) != str(value):
+            st.query_params[name] = str(value)

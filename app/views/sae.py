@@ -113,6 +113,10 @@ def show_latent(run: Run, name: str, table: pd.DataFrame, stats: dict[str, torch
     figure = logit_effects(list(row["top_logits"]), list(row["top_logit_values"]), list(row["bottom_logits"]),
                            list(row["bottom_logit_values"]), title=f"latent {latent}: direct logit effects")
     effects.plotly_chart(figure, key=f"logits-{run.id}-{name}-{latent}")
+    model = run.manifest.get("model")
+    st.page_link("views/model.py", label=f"Run latent {latent} on my text (model page)", icon=":material/edit_note:",
+                 query_params={"model": str(model.get("name", "") if isinstance(model, dict) else model or ""),
+                               "sae_run": run.id, "sae": name, "latent": latent})
 
 
 def show_browser(run: Run, names: list[str]) -> None:

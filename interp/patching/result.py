@@ -53,6 +53,14 @@ class Cost:
         }
 
 
+# What each quantity a result can show is, and where it reads "no effect".
+QUANTITIES: tuple[str, ...] = ("normalized", "effect", "normalized_effect", "raw")
+MEANING = {
+    "denoising": "clean activations patched into the corrupt run: a cell that restores the clean behaviour is sufficient",
+    "noising": "corrupt activations patched into the clean run: a cell whose patch destroys the behaviour is necessary",
+}
+
+
 @dataclass
 class PatchingResult:
     """Values of a patching sweep.
@@ -100,6 +108,53 @@ class PatchingResult:
                 "change the behaviour, so normalised values are undefined; use the raw values"
             )
         return (self.values - corrupt) / gap
+
+    @property
+    def base(self) -> Float[torch.Tensor, " example"]:
+        """The metric of the run being patched: corrupt for denoising, clean for noising."""
+        return self.corrupt if self.direction == "denoising" else self.clean
+
+    def effects(self) -> Float[torch.Tensor, "example ..."]:
+        """Per-example effect of patching each cell, ``m(patched) - m(base)`` (0 = no effect)."""
+        return self.values - self.base.view(-1, *[1] * (self.values.ndim - 1))
+
+    def quantity(self, kind: str) -> Float[torch.Tensor, "example ..."]:
+        """Per-example values of one of :data:`QUANTITIES`.
+
+        ``normalized``: clean = 1, corrupt = 0 (no effect is 0 for denoising, 1 for noising);
+        ``effect``: patched minus base metric (no effect = 0); ``normalized_effect``: the effect over
+        the clean - corrupt gap (no effect = 0; +1 = fully restores, in denoising; -1 = fully destroys,
+        in noising); ``raw``: the patched metric (no effect = the base run's mean metric).
+        """
+        if kind == "normalized":
+            return self.normalized()
+        if kind == "effect":
+            return self.effects()
+        if kind == "normalized_effect":
+            return self.normalized() - self.no_effect("normalized")
+        if kind == "raw":
+            return self.values
+        raise InterpError(f"unknown quantity {kind!r}; choose one of {list(QUANTITIES)}")
+
+    def no_effect(self, kind: str) -> float:
+        """The value of :meth:`quantity` ``kind`` for a patch that changes nothing: a colour scale's centre."""
+        if kind == "normalized":
+            return 0.0 if self.direction == "denoising" else 1.0
+        if kind == "raw":
+            return float(self.base.mean())
+        return 0.0
+
+    def quantity_label(self, kind: str) -> str:
+        """A short label of a quantity, with the metric and where "no effect" sits."""
+        labels = {
+            "normalized": f"normalised {self.metric} (clean = 1, corrupt = 0; no effect = {self.no_effect(kind):g})",
+            "effect": f"effect on {self.metric} (patched - {'corrupt' if self.direction == 'denoising' else 'clean'})",
+            "normalized_effect": f"normalised effect on {self.metric} (patched - base) / (clean - corrupt)",
+            "raw": f"patched {self.metric} (no effect = {self.no_effect(kind):.3g})",
+        }
+        if kind not in labels:
+            raise InterpError(f"unknown quantity {kind!r}; choose one of {list(QUANTITIES)}")
+        return labels[kind]
 
     def mean(self, normalized: bool = True) -> Float[torch.Tensor, "..."]:
         """Mean over examples of each cell."""
