@@ -179,3 +179,67 @@ def keep_in_url(page: str, **values: object) -> None:
         kept[name] = str(value)
         if st.query_params.get(name) != str(value):
             st.query_params[name] = str(value)
+
+
+HELP = {
+    "patching": """
+**Activation patching** runs the model on one prompt while forcing one component (a *cell*) to the value
+it takes on another prompt, then reads a metric (here usually `logit_diff`, the answer's logit minus the
+wrong token's).
+
+* **Denoising** patches clean activations into the corrupt run: a cell that brings back the clean
+  behaviour is *sufficient*. Normalised value: 0 = no effect, 1 = fully restores.
+* **Noising** patches corrupt activations into the clean run: a cell whose patch destroys the behaviour
+  is *necessary*. Normalised value: 1 = no effect, 0 = fully destroys.
+* **Effect** = patched metric minus the unpatched base run's (0 = no effect in both directions).
+
+Sites: `resid_pre` is the residual stream entering a block (a layer x position map shows where the
+information sits); `attn_out` / `mlp_out` are one block's attention / MLP output; `head_z` is one
+attention head's output before the output projection (a layer x head map finds the heads that matter);
+`*_by_pos` adds a position axis. **Named positions** (`S1`, `IO`, `S2`, `END`, ...) patch each example at
+its own token for the name; raw positions are batch columns.
+""",
+    "attribution": """
+**Attribution patching** estimates every cell of a patching sweep from one forward and one backward pass
+instead of one forward per cell, and this page checks it against the exact sweep.
+
+* **AtP** (Nanda 2023; Kramar et al. 2024): effect ~ (source - base activation) . gradient of the metric.
+  Linear, so it misses saturated attention and cancelling effects.
+* **AtP\*** fixes two failure modes: it recomputes attention softmaxes for query/key cells (QK fix) and
+  ranks cells by GradDrop, the mean |estimate| over gradients taken with one block's write into the
+  residual stream held fixed (a direct and an indirect effect that cancel in the plain gradient still count). Its *estimates* are AtP's
+  (apart from the QK fix); its *ranking* uses the GradDrop score, so AtP and AtP\* can share numbers
+  in the scatter but rank components differently in the top-k recall.
+* **RelP** replaces gradients with relevance propagation rules (LRP), steadier through nonlinearities.
+* **IG** (integrated gradients) averages gradients along the path from base to source activation.
+
+Heatmaps show effects (patched minus base, 0 = no effect) on a colour scale centred on 0.
+""",
+    "sae": """
+A **sparse autoencoder** writes a site's activation as a sparse sum of learned directions (*latents*).
+
+* **L0**: latents firing per token. **FVU**: fraction of variance unexplained by the reconstruction
+  (0 is perfect). **CE loss recovered**: how much of the language-model loss gap between zero-ablating
+  the site and the clean model the reconstruction closes (1 = as good as the model).
+* **Density**: the fraction of held-out tokens a latent fires on; **dead** latents never fire.
+* A latent's **top logits** are the tokens its decoder direction promotes through the unembedding.
+""",
+    "model": """
+Type a prompt: the next-token distribution, the **logit lens** (the residual stream after each layer read
+through the final norm and unembedding: what the model "would say" there) and one head's **attention
+pattern** (row: the query token; column: the token it attends to). A heatmap cell's link opens a head
+here on the example's prompt; an SAE latent's link runs the latent on your text.
+""",
+}
+
+
+def page_help(page: str) -> None:
+    """A short explanation of what the page shows and the methods behind it, folded away."""
+    with st.expander("What this page shows", icon=":material/help:"):
+        st.markdown(HELP[page])
+
+
+def show_config(run: Run) -> None:
+    """The run's full config, as it was validated and stored."""
+    with st.expander("Run config (everything the run was made with)", icon=":material/settings:"):
+        st.json(run.config, expanded=True)

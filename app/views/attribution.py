@@ -9,7 +9,7 @@ and the heatmaps show the exact sweep next to one method's estimate on the same 
 from __future__ import annotations
 
 import streamlit as st
-from browse import choose_run, reading, stamp
+from browse import choose_run, page_help, show_config, reading, stamp
 
 from interp.attribution import Comparison, load_comparison
 from interp.runs import RUNNING, Run
@@ -26,6 +26,8 @@ def _load(path: str, version: tuple[int, ...]) -> Comparison:
 
 st.title("Attribution vs exact patching")
 run, info = choose_run("attribution")
+page_help("attribution")
+show_config(run)
 if info.status == RUNNING and "comparison" not in run.json_files():
     st.info("This run has not stored its comparison yet. Reload the page when it has finished.")
     st.stop()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import streamlit as st
 import torch
-from browse import store
+from browse import page_help, store
 
 from interp.errors import InterpError
 from interp.model import Model
@@ -87,6 +87,7 @@ def apply_url() -> None:
 
 
 st.title("Model")
+page_help("model")
 apply_url()
 name = st.text_input("Model", value=DEFAULT_MODEL, key="model_name",
                      help="the embedded default, a tiny test model (tiny-llama, ...), a local HF directory or a .gguf file")

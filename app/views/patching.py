@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 import streamlit as st
-from browse import choose_run, keep_in_url, reading, stamp, store, url_value
+from browse import choose_run, page_help, show_config, keep_in_url, reading, stamp, store, url_value
 from browse import run_label as describe_run
 
 from interp.errors import InterpError
@@ -102,16 +102,16 @@ def free_and_fixed(result: PatchingResult, key: str) -> tuple[str, str, dict[str
 
 
 def strongest_cell(
-    summary: pd.DataFrame, axes: tuple[str, ...], fixed: dict[str, int], normalized: bool
+    summary: pd.DataFrame, axes: tuple[str, ...], fixed: dict[str, int], normalized: bool, centre: float = 0.0
 ) -> dict[str, int] | None:
-    """The cell with the largest |mean| in the stored per-cell summary (within the fixed values)."""
+    """The cell farthest from no effect (``centre``) in the stored per-cell summary (within the fixed values)."""
     rows = summary
     for axis, value in fixed.items():
         rows = rows[rows[axis] == value]
     column = "normalized_mean" if normalized else "mean"
     if rows.empty or column not in rows:
         return None
-    best = rows.loc[rows[column].abs().idxmax()]
+    best = rows.loc[(rows[column] - centre).abs().idxmax()]
     return {axis: int(best[axis]) for axis in axes}
 
 
@@ -148,7 +148,25 @@ def show_heatmap(run: Run, names: list[str]) -> None:
         st.session_state[f"{cell_key}-clicked"] = picked[0]
         st.session_state[f"{cell_key}-{y_axis}"], st.session_state[f"{cell_key}-{x_axis}"] = (int(v) for v in picked[0])
     summary = table_of(run, f"{name}_summary")
-    default = strongest_cell(summary, result.axes, fixed, normalized) or {}
+    with st.expander("Strongest cells (stored summary): click a row to open the cell"):
+        column = "normalized_mean" if normalized else "mean"
+        centre = result.no_effect("normalized" if normalized else "raw")
+        rows = summary
+        for axis, value in fixed.items():
+            rows = rows[rows[axis] == value]
+        top = rows.reindex((rows[column] - centre).abs().sort_values(ascending=False).index).head(15)
+        if "pos" in top and "position" not in top:
+            top = top.assign(position=[coord_label(result, "pos", int(p)) for p in top["pos"]])
+        st.caption(f"Ranked by distance from no effect ({centre:g}).")
+        chosen = st.dataframe(readable(top), hide_index=True, on_select="rerun", selection_mode=["single-row", "single-cell"],
+                              key=f"strongest-{key}-{sorted(fixed.items())}")
+    selection = getattr(chosen, "selection", None)
+    rows_picked = list(getattr(selection, "rows", []) or []) or [c[0] for c in getattr(selection, "cells", []) or []]
+    if rows_picked and st.session_state.get(f"{cell_key}-row") != rows_picked[0]:
+        st.session_state[f"{cell_key}-row"] = rows_picked[0]
+        for axis in (y_axis, x_axis):
+            st.session_state[f"{cell_key}-{axis}"] = int(top.iloc[rows_picked[0]][axis])
+    default = strongest_cell(summary, result.axes, fixed, normalized, centre) or {}
     for axis in (y_axis, x_axis):
         if st.session_state.get(f"{cell_key}-{axis}") not in result.coords[axis]:
             from_url = url_value("patching", axis)
@@ -166,14 +184,6 @@ def show_heatmap(run: Run, names: list[str]) -> None:
     keep_in_url("patching", **{axis: cell.get(axis) for axis in ("layer", "pos", "head", "neuron")})
     show_cell(run, result, summary, cell, normalized)
 
-    with st.expander("Strongest cells (stored summary)"):
-        column = "normalized_mean" if normalized else "mean"
-        centre = result.no_effect("normalized" if normalized else "raw")
-        top = summary.reindex((summary[column] - centre).abs().sort_values(ascending=False).index).head(15)
-        if "pos" in top and "position" not in top:
-            top = top.assign(position=[coord_label(result, "pos", int(p)) for p in top["pos"]])
-        st.caption(f"Ranked by distance from no effect ({centre:g}).")
-        st.dataframe(readable(top), hide_index=True)
     with st.expander("Cost"):
         st.json({k: round(v, 4) for k, v in result.cost.as_dict().items()}, expanded=True)
 
@@ -318,6 +328,8 @@ def show_compare(run: Run, names: list[str]) -> None:
 
 st.title("Activation patching")
 run, info = choose_run("patching")
+page_help("patching")
+show_config(run)
 with reading("results index", run):
     names = result_names(run)
     planned = len(run.config.get("sweeps", []))

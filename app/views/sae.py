@@ -14,10 +14,18 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 import torch
-from browse import choose_run, reading, stamp
+from browse import choose_run, page_help, show_config, reading, stamp
 
 from interp.runs import RUNNING, Run
-from interp.viz.latents import activation_histogram, context_html, logit_effects, metrics_bars, training_curves
+from interp.viz.latents import (
+    activation_histogram,
+    context_html,
+    density_histogram,
+    logit_effects,
+    metrics_bars,
+    readable_token,
+    training_curves,
+)
 
 FEATURES = "features-"
 KEY_METRICS = ["sae", "site", "d_sae", "activation", "l0", "fvu", "dead_fraction", "ce_recovered", "n_tokens"]
@@ -45,8 +53,9 @@ def tensors_of(run: Run, name: str) -> dict[str, torch.Tensor]:
         return _tensors(str(run.path), name, stamp(run, f"{name}.safetensors"))
 
 
-def tokens_text(tokens: object) -> str:
-    return "  ".join(repr(str(token)) for token in list(tokens))
+def tokens_text(tokens: object) -> list[str]:
+    """A latent's top-logit tokens, each readable (visible leading space)."""
+    return [readable_token(str(token)) for token in list(tokens)]
 
 
 def show_metrics(run: Run, specs: dict[str, dict]) -> None:
@@ -107,6 +116,12 @@ def show_latent(run: Run, name: str, table: pd.DataFrame, stats: dict[str, torch
         st.html("".join(lines))
     else:
         st.info("This latent never fired on the held-out tokens.")
+    metrics = table_of(run, "metrics") if "metrics" in run.tables() else None
+    n_tokens = None
+    if metrics is not None and "n_tokens" in metrics and name in set(metrics["sae"]):
+        n_tokens = int(metrics.loc[metrics["sae"] == name, "n_tokens"].iloc[0])
+    st.plotly_chart(density_histogram(table["log10_density"].tolist(), float(row["log10_density"]), n_tokens,
+                                      label=f"latent {latent}"), key=f"density-{run.id}-{name}-{latent}")
     histogram, effects = st.columns([2, 3])
     counts, edges = stats["hist_counts"][latent].tolist(), stats["hist_edges"].tolist()
     histogram.plotly_chart(activation_histogram(counts, edges), key=f"hist-{run.id}-{name}-{latent}")
@@ -117,6 +132,16 @@ def show_latent(run: Run, name: str, table: pd.DataFrame, stats: dict[str, torch
     st.page_link("views/model.py", label=f"Run latent {latent} on my text (model page)", icon=":material/edit_note:",
                  query_params={"model": str(model.get("name", "") if isinstance(model, dict) else model or ""),
                                "sae_run": run.id, "sae": name, "latent": latent})
+
+
+def picked_rows(event: object) -> list[int]:
+    """The rows a table selection names: a selected row, or the row of a clicked cell."""
+    selection = getattr(event, "selection", None)
+    if selection is None:
+        return []
+    rows = list(getattr(selection, "rows", []) or [])
+    cells = [cell[0] for cell in getattr(selection, "cells", []) or []]
+    return rows or cells
 
 
 def show_browser(run: Run, names: list[str]) -> None:
@@ -133,14 +158,18 @@ def show_browser(run: Run, names: list[str]) -> None:
     listing = rows.head(TABLE_ROWS).assign(top_logits=[tokens_text(t) for t in rows.head(TABLE_ROWS)["top_logits"]])
     event = st.dataframe(
         listing[["latent", "density", "max_activation", "top_logits"]], hide_index=True, width="stretch", height=260,
-        on_select="rerun", selection_mode="single-row", key=f"latents-{key}",
+        on_select="rerun", selection_mode=["single-row", "single-cell"], key=f"latents-{key}",
         column_config={"density": st.column_config.NumberColumn("density", format="%.2e"),
-                       "max_activation": st.column_config.NumberColumn("max activation", format="%.3f")},
+                       "max_activation": st.column_config.NumberColumn("max activation", format="%.3f"),
+                       "top_logits": st.column_config.ListColumn("top logits (tokens it promotes; ␣ = space)")},
     )
-    st.caption(f"{len(rows)} latents match; the first {min(len(rows), TABLE_ROWS)} are listed. Click a row to open it.")
+    listed = min(len(rows), TABLE_ROWS)
+    st.caption(f"{len(rows)} latent{'s' if len(rows) != 1 else ''} match"
+               + (f"; the first {listed} are listed" if listed < len(rows) else "")
+               + ". Click a row to open its latent.")
     options = rows["latent"].tolist()
     latent_key = f"latent-{key}"
-    picked = event.selection.rows if event else []
+    picked = picked_rows(event)
     if picked and st.session_state.get(f"{latent_key}-clicked") != picked[0]:
         st.session_state[f"{latent_key}-clicked"] = picked[0]
         st.session_state[latent_key] = int(listing.iloc[picked[0]]["latent"])
@@ -152,6 +181,8 @@ def show_browser(run: Run, names: list[str]) -> None:
 
 st.title("Sparse autoencoders")
 run, info = choose_run("sae")
+page_help("sae")
+show_config(run)
 with reading("config", run):
     specs = {spec["name"]: spec for spec in run.config.get("saes", [])}
     manifest = run.manifest
