@@ -13,7 +13,7 @@ from browse import choose_run, page_help, show_config, reading, stamp
 
 from interp.attribution import Comparison, load_comparison
 from interp.runs import RUNNING, Run
-from interp.viz.attribution import correlation_bars, scatter
+from interp.viz.attribution import correlation_bars, method_sort_key, scatter
 from interp.viz.patching import compare
 
 RUN_FILES = ("comparison.json", "comparison.parquet")
@@ -42,8 +42,9 @@ st.markdown(
 )
 
 st.subheader("Pearson r with exact patching (method x component type)")
+pearson = comparison.pearson()
 st.dataframe(
-    comparison.pearson(),
+    pearson[sorted(pearson.columns, key=method_sort_key)] if set(pearson.columns) <= set(comparison.estimates) else pearson,
     column_config={method: st.column_config.NumberColumn(method, format="%.3f") for method in comparison.estimates},
 )
 st.plotly_chart(correlation_bars(comparison.to_frame()), key=f"bars-{run.id}")
@@ -53,7 +54,8 @@ with st.expander("Full agreement table: Spearman r, top-k recall, sign agreement
 st.subheader("Estimate vs exact, per cell")
 components = list(comparison.exact)
 component = st.selectbox("Component type", components, key=f"component-{run.id}")
-methods = st.multiselect("Methods", list(comparison.estimates), default=list(comparison.estimates),
+ordered = sorted(comparison.estimates, key=method_sort_key)
+methods = st.multiselect("Methods", ordered, default=ordered,
                          key=f"methods-{run.id}")
 available = [m for m in methods if component in comparison.estimates[m]]
 if not available:

@@ -413,8 +413,8 @@ def test_a_head_cell_links_to_the_model_page_with_its_head_and_prompt(
     at.selectbox(key=f"{key}-layer").set_value(2)
     at.selectbox(key=f"{key}-head").set_value(3).run()
     assert_clean(at)
-    assert at.query_params["result"] == ["sweep1_head_z"] and at.query_params["layer"] == ["2"]
-    assert at.query_params["head"] == ["3"]
+    assert at.query_params["result"] == "sweep1_head_z" and at.query_params["layer"] == "2"
+    assert at.query_params["head"] == "3"
     example = int(result.quantity("effect")[:, 2, 3].abs().argmax())
     (page, params), = [link for link in page_links(at) if "model" in link[0]]
     assert params == {"model": "tiny-llama", "layer": "2", "head": "3", "prompt": run.read_table("task")["clean"][example]}
