@@ -205,10 +205,10 @@ instead of one forward per cell, and this page checks it against the exact sweep
 
 * **AtP** (Nanda 2023; Kramar et al. 2024): effect ~ (source - base activation) . gradient of the metric.
   Linear, so it misses saturated attention and cancelling effects.
-* **AtP\*** fixes two failure modes: it recomputes attention softmaxes for query/key cells (QK fix) and
+* **AtP\\*** fixes two failure modes: it recomputes attention softmaxes for query/key cells (QK fix) and
   ranks cells by GradDrop, the mean |estimate| over gradients taken with one block's write into the
   residual stream held fixed (a direct and an indirect effect that cancel in the plain gradient still count). Its *estimates* are AtP's
-  (apart from the QK fix); its *ranking* uses the GradDrop score, so AtP and AtP\* can share numbers
+  (apart from the QK fix); its *ranking* uses the GradDrop score, so AtP and AtP\\* can share numbers
   in the scatter but rank components differently in the top-k recall.
 * **RelP** replaces gradients with relevance propagation rules (LRP), steadier through nonlinearities.
 * **IG** (integrated gradients) averages gradients along the path from base to source activation.
