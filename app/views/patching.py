@@ -235,7 +235,7 @@ def link_to_model(run: Run, result: PatchingResult, task: pd.DataFrame, cell: di
     strongest = int(effect.abs().argmax())
     pick, link = st.columns([1, 2])
     example = pick.selectbox("Example to open on the model page", list(task["example"]), index=strongest,
-                             key=f"open-example-{run.id}-{result.sweep}",
+                             key=f"open-example-{run.id}-{result.sweep}-{sorted(cell.items())}",
                              help="The example with the largest effect at this cell is chosen first.")
     prompt = str(task.loc[task["example"] == example, "clean"].iloc[0])
     params = {"model": result.meta.get("model", ""), "layer": cell["layer"], "prompt": prompt}
