@@ -88,6 +88,7 @@ def test_raw_labels_never_name_one_examples_token_when_templates_differ(tiny64: 
             assert "token" in label or "pad" in label, label
 
 
+@pytest.mark.slow
 def test_ioi_named_positions_are_the_named_tokens(smollm: interp.Model) -> None:
     task = ioi_task(smollm, n=8, seed=0)
     assert list(task.positions)[:6] == ["S1", "S1+1", "IO", "and", "S2", "END"]
