@@ -120,14 +120,17 @@ def choose_run(kind: str, label: str = "Run", key: str | None = None) -> tuple[R
             "info",
         )
     ids = [info.id for info in infos]
-    wanted = st.query_params.get(RUN_PARAM)
+    # ?run= names the run; sidebar navigation drops the query, so the session remembers the last one
+    wanted = st.query_params.get(RUN_PARAM) or st.session_state.get(f"last-run-{kind}")
     by_id = {info.id: info for info in infos}
     chosen = st.selectbox(
         label, ids, index=ids.index(wanted) if wanted in by_id else 0, format_func=lambda i: run_label(by_id[i]),
         key=key or f"run-{kind}",
     )
-    if key is None and st.query_params.get(RUN_PARAM) != chosen:
-        st.query_params[RUN_PARAM] = chosen
+    if key is None:
+        st.session_state[f"last-run-{kind}"] = chosen
+        if st.query_params.get(RUN_PARAM) != chosen:
+            st.query_params[RUN_PARAM] = chosen
     info = by_id[chosen]
     show_status(info)
     return Run(info.path), info
@@ -152,3 +155,92 @@ def show_status(info: RunInfo) -> None:
         if info.error and "\n" in info.error.strip():
             with st.expander("The error the run recorded"):
                 st.code(info.error, language=None)
+
+
+def url_value(page: str, name: str) -> str | None:
+    """A page's state in its URL (``?layer=3``), else what this session last kept for the page.
+
+    Pages write what a reader chose with :func:`keep_in_url`, so an address can be shared and
+    reopens the same view, and moving between pages with the sidebar (which drops the query)
+    returns to it.
+    """
+    value = st.query_params.get(name)
+    return value if value is not None else st.session_state.get(f"url-{page}", {}).get(name)
+
+
+def keep_in_url(page: str, **values: object) -> None:
+    """Put ``values`` in the page's address and remember them for this session (None removes one)."""
+    kept = st.session_state.setdefault(f"url-{page}", {})
+    for name, value in values.items():
+        if value is None:
+            kept.pop(name, None)
+            if name in st.query_params:
+                del st.query_params[name]
+            continue
+        kept[name] = str(value)
+        if st.query_params.get(name) != str(value):
+            st.query_params[name] = str(value)
+
+
+HELP = {
+    "patching": """
+**Activation patching** runs the model on one prompt while forcing one component (a *cell*) to the value
+it takes on another prompt, then reads a metric (here usually `logit_diff`, the answer's logit minus the
+wrong token's).
+
+* **Denoising** patches clean activations into the corrupt run: a cell that brings back the clean
+  behaviour is *sufficient*. Normalised value: 0 = no effect, 1 = fully restores.
+* **Noising** patches corrupt activations into the clean run: a cell whose patch destroys the behaviour
+  is *necessary*. Normalised value: 1 = no effect, 0 = fully destroys.
+* **Effect** = patched metric minus the unpatched base run's (0 = no effect in both directions).
+
+Sites: `resid_pre` is the residual stream entering a block (a layer x position map shows where the
+information sits); `attn_out` / `mlp_out` are one block's attention / MLP output; `head_z` is one
+attention head's output before the output projection (a layer x head map finds the heads that matter);
+`*_by_pos` adds a position axis. **Named positions** (`S1`, `IO`, `S2`, `END`, ...) patch each example at
+its own token for the name; raw positions are batch columns.
+""",
+    "attribution": """
+**Attribution patching** estimates every cell of a patching sweep from one forward and one backward pass
+instead of one forward per cell, and this page checks it against the exact sweep.
+
+* **AtP** (Nanda 2023; Kramar et al. 2024): effect ~ (source - base activation) . gradient of the metric.
+  Linear, so it misses saturated attention and cancelling effects.
+* **AtP\\*** fixes two failure modes: it recomputes attention softmaxes for query/key cells (QK fix) and
+  ranks cells by GradDrop, the mean |estimate| over gradients taken with one block's write into the
+  residual stream held fixed (a direct and an indirect effect that cancel in the plain gradient still count). Its *estimates* are AtP's
+  (apart from the QK fix); its *ranking* uses the GradDrop score, so AtP and AtP\\* can share numbers
+  in the scatter but rank components differently in the top-k recall.
+* **RelP** replaces gradients with relevance propagation rules (LRP), steadier through nonlinearities.
+* **IG** (integrated gradients) averages gradients along the path from base to source activation.
+
+Heatmaps show effects (patched minus base, 0 = no effect) on a colour scale centred on 0.
+""",
+    "sae": """
+A **sparse autoencoder** writes a site's activation as a sparse sum of learned directions (*latents*).
+
+* **L0**: latents firing per token. **FVU**: fraction of variance unexplained by the reconstruction
+  (0 is perfect). **CE loss recovered**: how much of the language-model loss gap between zero-ablating
+  the site and the clean model the reconstruction closes (1 = as good as the model).
+* **Density**: the fraction of held-out tokens a latent fires on; **dead** latents never fire.
+* A latent's **top logits** are the tokens its decoder direction promotes through the unembedding.
+""",
+    "model": """
+Type a prompt: the next-token distribution, the **logit lens** (the residual stream after each layer read
+through the final norm and unembedding: what the model "would say" there) and one head's **attention
+pattern** (row: the query token; column: the token it attends to). A heatmap cell's link opens a head
+here on the example's prompt; an SAE latent's link runs the latent on your text.
+""",
+}
+
+
+def page_help(page: str) -> None:
+    """A short explanation of what the page shows and the methods behind it, folded away."""
+    with st.expander("What this page shows", icon=":material/help:"):
+        st.markdown(HELP[page])
+
+
+def show_config(run: Run) -> None:
+    """The run's full config, as it was validated and stored."""
+    with st.expander("Run config (everything the run was made with)", icon=":material/settings:"):
+        st.json(run.config, expanded=True)

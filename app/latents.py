@@ -9,7 +9,7 @@ import torch
 from browse import reading, stamp
 
 from interp.runs import Run
-from interp.viz.latents import activation_histogram, context_html, logit_effects
+from interp.viz.latents import activation_histogram, context_html, density_histogram, logit_effects, readable_token
 
 
 @st.cache_resource(max_entries=24, show_spinner=False)
@@ -32,8 +32,9 @@ def tensors_of(run: Run, name: str) -> dict[str, torch.Tensor]:
         return _tensors(str(run.path), name, stamp(run, f"{name}.safetensors"))
 
 
-def tokens_text(tokens: object) -> str:
-    return "  ".join(repr(str(token)) for token in list(tokens))
+def tokens_text(tokens: object) -> list[str]:
+    """A latent's top-logit tokens, each readable (visible leading space)."""
+    return [readable_token(str(token)) for token in list(tokens)]
 
 
 def show_latent(run: Run, name: str, table: pd.DataFrame, stats: dict[str, torch.Tensor], vocab: dict[int, str],
@@ -63,9 +64,19 @@ def show_latent(run: Run, name: str, table: pd.DataFrame, stats: dict[str, torch
         st.html("".join(lines))
     else:
         st.info("This latent never fired on the held-out tokens.")
+    metrics = table_of(run, "metrics") if "metrics" in run.tables() else None
+    n_tokens = None
+    if metrics is not None and "n_tokens" in metrics and name in set(metrics["sae"]):
+        n_tokens = int(metrics.loc[metrics["sae"] == name, "n_tokens"].iloc[0])
+    st.plotly_chart(density_histogram(table["log10_density"].tolist(), float(row["log10_density"]), n_tokens,
+                                      label=f"latent {latent}"), key=f"density-{run.id}-{name}-{latent}")
     histogram, effects = st.columns([2, 3])
     counts, edges = stats["hist_counts"][latent].tolist(), stats["hist_edges"].tolist()
     histogram.plotly_chart(activation_histogram(counts, edges), key=f"hist-{run.id}-{name}-{latent}")
     figure = logit_effects(list(row["top_logits"]), list(row["top_logit_values"]), list(row["bottom_logits"]),
                            list(row["bottom_logit_values"]), title=f"latent {latent}: direct logit effects")
     effects.plotly_chart(figure, key=f"logits-{run.id}-{name}-{latent}")
+    model = run.manifest.get("model")
+    st.page_link("views/model.py", label=f"Run latent {latent} on my text (model page)", icon=":material/edit_note:",
+                 query_params={"model": str(model.get("name", "") if isinstance(model, dict) else model or ""),
+                               "sae_run": run.id, "sae": name, "latent": latent})

@@ -5,6 +5,13 @@ named axes: ``resid_pre`` by (layer, pos), ``head_z`` by (layer, head), ``head_z
 (layer, head, pos), ``head_pattern`` by (layer, head), ``neuron`` by (layer, neuron). A *cell
 group* holds several cells treated together (path-style multi-site patches); sweeps use groups of
 one. Exact patching evaluates cells; attribution methods estimate the same grid, cell for cell.
+
+**Named positions.** ``positions`` may be a task's named positions instead of raw indices
+(``positions: named`` for all of them, or a list of names such as ``[S1, IO, S2, END]``). The
+``pos`` axis then runs over the names (its coordinates are indices into the name list, which the
+result carries as its position labels), and a cell at a name is a group of cells, one per distinct
+index, each restricted to the examples (``rows``) that have the name there: every example is
+patched at its own token.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from pydantic import ValidationInfo, field_validator
@@ -48,7 +55,7 @@ FEATURE_KINDS = ("mlp_pre", "mlp_pre_linear", "mlp_post")
 
 @dataclass(frozen=True)
 class Cell:
-    """Patch ``site`` at the given positions / heads / neurons (None = all).
+    """Patch ``site`` at the given positions / heads / neurons (None = all), in the examples ``rows`` (None = all).
 
     Selections are non-negative integers (positions count from the sequence's start); a float, a
     bool or a negative entry is refused on construction, and entries beyond the site's axes when
@@ -59,9 +66,10 @@ class Cell:
     positions: tuple[int, ...] | None = None
     heads: tuple[int, ...] | None = None
     neurons: tuple[int, ...] | None = None
+    rows: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
-        for what in ("positions", "heads", "neurons"):
+        for what in ("positions", "heads", "neurons", "rows"):
             values = getattr(self, what)
             if values is None:
                 continue
@@ -95,7 +103,7 @@ class SweepRequest(ConfigModel):
 
     sweep: str
     layers: list[int] | None = None
-    positions: list[int] | None = None
+    positions: list[int] | list[str] | Literal["named"] | None = None
     heads: list[int] | None = None
     neurons: list[int] | None = None
 
@@ -178,16 +186,73 @@ def sweep_groups(
     task: Any,
     sweep: str,
     layers: Sequence[int] | None = None,
-    positions: Sequence[int] | None = None,
+    positions: Sequence[int] | Sequence[str] | str | None = None,
     heads: Sequence[int] | None = None,
     neurons: Sequence[int] | None = None,
+    allow_named: bool = False,
 ) -> tuple[list[CellGroup], tuple[str, ...], dict[str, list[int]]]:
-    """The cell groups, axes and coordinates of a named sweep on a task."""
+    """The cell groups, axes and coordinates of a named sweep on a task.
+
+    ``positions`` may name the task's positions (see the module docstring) where ``allow_named``
+    (methods that patch each example at its own index); :func:`position_names` gives the names.
+    """
     dims = model.dims
-    return sweep_cells(
-        sweep, dims.n_layers, task.clean.shape[1], dims.n_heads, dims.n_kv_heads, dims.d_mlp,
-        layers=layers, positions=positions, heads=heads, neurons=neurons,
+    names = position_names(task, positions)
+    if names is None:
+        return sweep_cells(
+            sweep, dims.n_layers, task.clean.shape[1], dims.n_heads, dims.n_kv_heads, dims.d_mlp,
+            layers=layers, positions=positions, heads=heads, neurons=neurons,  # type: ignore[arg-type]
+        )
+    if not allow_named:
+        raise InterventionError(
+            f"positions {positions!r} are named positions, which exact patching sweeps support; this method "
+            "takes raw positions (integers), so give those or sweep by name with `interp patch`"
+        )
+    groups, axes, coords = sweep_cells(
+        sweep, dims.n_layers, len(names), dims.n_heads, dims.n_kv_heads, dims.d_mlp,
+        layers=layers, positions=list(range(len(names))), heads=heads, neurons=neurons,
     )
+    width = task.clean.shape[1]
+    named: list[CellGroup] = []
+    for (cell,) in groups:
+        assert cell.positions is not None, "sweeps by name have a pos axis"
+        column = [width + p for p in task.positions[names[cell.positions[0]]]]
+        named.append(tuple(
+            Cell(cell.site, (at,), cell.heads, cell.neurons, rows=tuple(e for e, c in enumerate(column) if c == at))
+            for at in sorted(set(column))
+        ))
+    return named, axes, coords
+
+
+def position_names(task: Any, positions: Sequence[int] | Sequence[str] | str | None) -> list[str] | None:
+    """The named positions a sweep's ``positions`` ask for (None: raw positions).
+
+    ``"named"`` is all of the task's names, in its order; a list of strings is those names.
+    """
+    if positions is None or (not isinstance(positions, str) and all(not isinstance(p, str) for p in positions)):
+        return None
+    declared = list(getattr(task, "positions", {}) or {})
+    if isinstance(positions, str):
+        if positions != "named":
+            raise InterventionError(f"positions {positions!r}: give 'named', a list of names or a list of indices")
+        if not declared:
+            raise InterventionError(
+                f"positions: named, but task {getattr(task, 'name', '?')!r} declares no named positions; "
+                "give raw positions, or a task with named positions (IOI; JSONL pairs with a 'positions' field)"
+            )
+        return declared
+    wanted = list(positions)
+    if any(not isinstance(p, str) for p in wanted):
+        raise InterventionError(f"positions {wanted} mix names and indices; give one kind")
+    unknown = [p for p in wanted if p not in declared]
+    if unknown:
+        raise InterventionError(
+            f"task {getattr(task, 'name', '?')!r} has no named position {unknown}; its named positions are "
+            f"{declared or 'none'}"
+        )
+    if len(set(wanted)) != len(wanted):
+        raise InterventionError(f"positions {wanted} repeat a name; list each once")
+    return wanted
 
 
 def selection_mask(cell: Cell, site: Site, shape: Sequence[int], start_pos: int) -> torch.Tensor:

@@ -13,7 +13,10 @@
 
 The server is started as ``interp app --runs RUNS --headless`` (:func:`interp.app_cli.app`) and
 driven with Playwright through Debian's chromium (``scripts/install_browser.sh``). On the patching
-page the strongest cell of the heatmap is clicked, so the shot shows the per-example drill-down.
+page the strongest cell of each heatmap is clicked, so the shots show the per-example drill-down;
+the strongest head's link then opens the model page on that head and the example's prompt (the
+model page's shot). With a second patching run (e.g. ``--set direction=noising``), the compare view
+is shot too.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from pathlib import Path
 
 from playwright.sync_api import Page, expect, sync_playwright
 
+from interp.patching.persist import result_names
 from interp.runs import RunStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,18 +112,20 @@ def shoot(page: Page, path: Path) -> None:
     print(f"wrote {path}")
 
 
-def click_strongest_cell(page: Page, runs: Path, run_id: str) -> None:
-    """Click the heatmap cell with the largest |normalised mean| of the run's first result."""
+def click_strongest_cell(page: Page, runs: Path, run_id: str, name: str | None = None) -> tuple[int, int]:
+    """Click the heatmap cell farthest from no effect in one result of the run (default: its first);
+    returns the cell's (row, column) coordinates."""
     from interp.patching.persist import load_result, result_names
 
     run = RunStore(runs).get(run_id)
-    result = load_result(run, result_names(run)[0])
+    result = load_result(run, name or result_names(run)[0])
     mean = result.mean()
-    row, column = divmod(int(mean.abs().argmax()), mean.shape[1])
+    row, column = divmod(int((mean - result.no_effect("normalized")).abs().argmax()), mean.shape[1])
     box = page.locator(".stPlotlyChart .nsewdrag").first.bounding_box()
     page.mouse.click(box["x"] + (column + 0.5) * box["width"] / mean.shape[1],
                      box["y"] + (row + 0.5) * box["height"] / mean.shape[0])
-    expect(page.get_by_text(f"{result.sweep} at layer={result.coords['layer'][row]}")).to_be_visible(timeout=60_000)
+    expect(page.get_by_text(f"{result.sweep} at layer=L{result.coords['layer'][row]}")).to_be_visible(timeout=60_000)
+    return result.coords[result.axes[0]][row], result.coords[result.axes[1]][column]
 
 
 def main() -> None:
@@ -158,11 +164,26 @@ def main() -> None:
             settle(page, 2)
             shoot(page, args.out / "app-patching.png")
 
+            heads = next(n for n in result_names(RunStore(runs).get(patching)) if n.endswith("head_z"))
             page.set_viewport_size({"width": WIDTH, "height": 1200})
-            page.get_by_role("combobox", name="Result").click()
-            page.get_by_role("option").filter(has_text="head_z").first.click()
+            page.goto(f"{url}/patching?run={patching}&result={heads}")
+            settle(page, 1)
+            layer, head = click_strongest_cell(page, runs, patching, heads)
             settle(page, 2)
             shoot(page, args.out / "app-patching-heads.png")
+
+            # the head's link opens the model page on that head and the example's prompt
+            page.get_by_role("link", name=f"Open layer {layer} head {head} on example").click()
+            settle(page, 3, timeout=300_000)
+            shoot(page, args.out / "app-model.png")
+
+            if len(latest["patching"]) > 1:
+                page.set_viewport_size({"width": WIDTH, "height": 1200})
+                page.goto(f"{url}/patching?run={patching}")
+                settle(page, 1)
+                page.get_by_text("Compare runs").click()
+                settle(page, 2)
+                shoot(page, args.out / "app-patching-compare.png")
 
             page.set_viewport_size({"width": WIDTH, "height": 1200})
             page.goto(f"{url}/attribution?run={latest['attribution'][0].id}")
@@ -171,13 +192,9 @@ def main() -> None:
 
             page.set_viewport_size({"width": WIDTH, "height": 1200})
             page.goto(f"{url}/sae?run={latest['sae'][0].id}")
-            settle(page, 3)
+            settle(page, 5)
             shoot(page, args.out / "app-sae.png")
 
-            page.set_viewport_size({"width": WIDTH, "height": 1200})
-            page.goto(f"{url}/model")
-            settle(page, 3, timeout=300_000)
-            shoot(page, args.out / "app-model.png")
             browser.close()
     finally:
         process.terminate()

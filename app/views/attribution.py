@@ -11,12 +11,12 @@ method's ranking needs to find the true top components, with the false-negative 
 from __future__ import annotations
 
 import streamlit as st
-from browse import choose_run, reading, stamp
+from browse import choose_run, page_help, show_config, reading, stamp
 
 from interp.attribution import Comparison, load_comparison
 from interp.runs import RUNNING, Run
 from interp.attribution.recall import recall_summary
-from interp.viz.attribution import correlation_bars, recall_cost, scatter
+from interp.viz.attribution import correlation_bars, method_sort_key, recall_cost, scatter
 from interp.viz.patching import compare
 
 RUN_FILES = ("comparison.json", "comparison.parquet")
@@ -29,6 +29,8 @@ def _load(path: str, version: tuple[int, ...]) -> Comparison:
 
 st.title("Attribution vs exact patching")
 run, info = choose_run("attribution")
+page_help("attribution")
+show_config(run)
 if info.status == RUNNING and "comparison" not in run.json_files():
     st.info("This run has not stored its comparison yet. Reload the page when it has finished.")
     st.stop()
@@ -43,8 +45,9 @@ st.markdown(
 )
 
 st.subheader("Pearson r with exact patching (method x component type)")
+pearson = comparison.pearson()
 st.dataframe(
-    comparison.pearson(),
+    pearson[sorted(pearson.columns, key=method_sort_key)] if set(pearson.columns) <= set(comparison.estimates) else pearson,
     column_config={method: st.column_config.NumberColumn(method, format="%.3f") for method in comparison.estimates},
 )
 st.plotly_chart(correlation_bars(comparison.to_frame()), key=f"bars-{run.id}")
@@ -68,7 +71,8 @@ if comparison.recall is not None and len(comparison.recall):
 st.subheader("Estimate vs exact, per cell")
 components = list(comparison.exact)
 component = st.selectbox("Component type", components, key=f"component-{run.id}")
-methods = st.multiselect("Methods", list(comparison.estimates), default=list(comparison.estimates),
+ordered = sorted(comparison.estimates, key=method_sort_key)
+methods = st.multiselect("Methods", ordered, default=ordered,
                          key=f"methods-{run.id}")
 available = [m for m in methods if component in comparison.estimates[m]]
 if not available:

@@ -18,11 +18,36 @@ st.title("Runs")
 st.caption(f"Store: `{runs.root}`")
 frame = runs.to_frame()
 infos = {info.id: info for info in runs.list()}
+
+
+def dataset_text(value: object) -> object:
+    """A run's dataset as a short name: ``ioi-abc (16)``, ``demo corpus``, not the raw mapping."""
+    if not isinstance(value, dict):
+        return value
+    name = value.get("name") or value.get("kind") or "?"
+    name = f"{name} corpus" if value.get("kind") == "demo" and "name" not in value else name
+    return f"{name} ({value['examples']})" if "examples" in value else str(name)
+
+
+if not frame.empty and "dataset" in frame:
+    frame = frame.assign(dataset=[dataset_text(infos[i].dataset) if i in infos else v
+                                  for i, v in zip(frame["id"], frame["dataset"], strict=True)])
 if frame.empty:
     commands = "\n".join(f"{command} --runs {runs.root}" for command in MAKE_RUNS.values())
     st.info(f"No runs in `{runs.root}` yet. Make some with the command line, then reload this page:")
     st.code(commands, language="bash")
     st.stop()
+
+
+def rounded(value: object, digits: int = 4) -> object:
+    """Floats rounded to ``digits`` significant digits, through nested dicts and lists."""
+    if isinstance(value, float):
+        return float(f"{value:.{digits}g}")
+    if isinstance(value, dict):
+        return {k: rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, list):
+        return [rounded(v, digits) for v in value]
+    return value
 
 
 def choices(column: str) -> list[str]:
@@ -87,7 +112,7 @@ with left:
     summary = infos[chosen].summary if chosen in infos else {}
     if summary:
         with st.expander("Summary numbers"):
-            st.json(summary, expanded=1)
+            st.json(rounded(summary), expanded=1)
 
 with right:
     st.subheader("Delete a run")

@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 import streamlit as st
-from browse import choose_run, reading, stamp, store
+from browse import choose_run, page_help, show_config, keep_in_url, reading, stamp, store, url_value
 from browse import run_label as describe_run
 
 from interp.errors import InterpError
@@ -67,9 +67,11 @@ def result_title(run: Run, name: str) -> str:
         return name
 
 
-def use_normalized(results: list[PatchingResult], key: str) -> bool:
+def use_normalized(results: list[PatchingResult], key: str, label: str = "Normalised (clean = 1, corrupt = 0)") -> bool:
     """The normalised / raw toggle; falls back to raw values (with the reason) where undefined."""
-    wanted = st.toggle("Normalised (clean = 1, corrupt = 0)", value=True, key=key)
+    wanted = st.toggle(label, value=True, key=key,
+                       help="Normalised: (m - m_corrupt) / (m_clean - m_corrupt) with batch-mean baselines. "
+                            "Off: the metric itself.")
     if not wanted:
         return False
     for result in results:
@@ -100,31 +102,45 @@ def free_and_fixed(result: PatchingResult, key: str) -> tuple[str, str, dict[str
 
 
 def strongest_cell(
-    summary: pd.DataFrame, axes: tuple[str, ...], fixed: dict[str, int], normalized: bool
+    summary: pd.DataFrame, axes: tuple[str, ...], fixed: dict[str, int], normalized: bool, centre: float = 0.0
 ) -> dict[str, int] | None:
-    """The cell with the largest |mean| in the stored per-cell summary (within the fixed values)."""
+    """The cell farthest from no effect (``centre``) in the stored per-cell summary (within the fixed values)."""
     rows = summary
     for axis, value in fixed.items():
         rows = rows[rows[axis] == value]
     column = "normalized_mean" if normalized else "mean"
     if rows.empty or column not in rows:
         return None
-    best = rows.loc[rows[column].abs().idxmax()]
+    best = rows.loc[(rows[column] - centre).abs().idxmax()]
     return {axis: int(best[axis]) for axis in axes}
 
 
 def show_heatmap(run: Run, names: list[str]) -> None:
+    wanted = url_value("patching", "result")
+    if f"result-{run.id}" not in st.session_state and wanted in names:
+        st.session_state[f"result-{run.id}"] = wanted
     name = st.selectbox("Result", names, key=f"result-{run.id}",
                         format_func=lambda n: result_title(run, n))
+    keep_in_url("patching", result=name)
     result = result_of(run, name)
     key = f"{run.id}-{name}"
     normalized = use_normalized([result], key=f"norm-{key}")
     y_axis, x_axis, fixed = free_and_fixed(result, key)
+    if result.positions == "raw" and "pos" in result.axes and not result.meta.get("aligned", True):
+        st.warning(
+            "Raw positions on prompts of different layouts: a column holds a different token in different "
+            "examples, so its mean mixes unrelated tokens. Sweep by named position (`positions: named`) to "
+            "patch each example at its own S1, IO, S2, END, ...", icon=":material/warning:",
+        )
     figure = heatmap(result, normalized, fixed, selectable=True)
     figure.update_layout(height=max(420, 20 * len(result.coords[y_axis]) + 180))
     event = st.plotly_chart(figure, key=f"heatmap-{key}-{sorted(fixed.items())}", on_select="rerun",
                             selection_mode="points")
-    st.caption("Hover a cell for its mean, standard error and number of examples; click it for the examples.")
+    st.caption(
+        "Hover a cell for its mean, standard error and number of examples; click it for the examples. "
+        + ("Each example was patched at its own token for the position's name. " if result.positions == "named" else "")
+        + f"White is no effect ({result.no_effect('normalized' if normalized else 'raw'):.3g})."
+    )
 
     picked = [p["customdata"] for p in (event.selection.points if event else []) if p.get("customdata")]
     cell_key = f"cell-{key}"
@@ -132,10 +148,32 @@ def show_heatmap(run: Run, names: list[str]) -> None:
         st.session_state[f"{cell_key}-clicked"] = picked[0]
         st.session_state[f"{cell_key}-{y_axis}"], st.session_state[f"{cell_key}-{x_axis}"] = (int(v) for v in picked[0])
     summary = table_of(run, f"{name}_summary")
-    default = strongest_cell(summary, result.axes, fixed, normalized) or {}
+    with st.expander("Strongest cells (stored summary): click a row to open the cell"):
+        column = "normalized_mean" if normalized else "mean"
+        centre = result.no_effect("normalized" if normalized else "raw")
+        rows = summary
+        for axis, value in fixed.items():
+            rows = rows[rows[axis] == value]
+        top = rows.reindex((rows[column] - centre).abs().sort_values(ascending=False).index).head(15)
+        if "pos" in top and "position" not in top:
+            top = top.assign(position=[coord_label(result, "pos", int(p)) for p in top["pos"]])
+        st.caption(f"Ranked by distance from no effect ({centre:g}).")
+        chosen = st.dataframe(readable(top), hide_index=True, on_select="rerun", selection_mode=["single-row", "single-cell"],
+                              key=f"strongest-{key}-{sorted(fixed.items())}")
+    selection = getattr(chosen, "selection", None)
+    rows_picked = list(getattr(selection, "rows", []) or []) or [c[0] for c in getattr(selection, "cells", []) or []]
+    if rows_picked and st.session_state.get(f"{cell_key}-row") != rows_picked[0]:
+        st.session_state[f"{cell_key}-row"] = rows_picked[0]
+        for axis in (y_axis, x_axis):
+            st.session_state[f"{cell_key}-{axis}"] = int(top.iloc[rows_picked[0]][axis])
+    default = strongest_cell(summary, result.axes, fixed, normalized, centre) or {}
     for axis in (y_axis, x_axis):
         if st.session_state.get(f"{cell_key}-{axis}") not in result.coords[axis]:
-            st.session_state[f"{cell_key}-{axis}"] = default.get(axis, result.coords[axis][0])
+            from_url = url_value("patching", axis)
+            chosen = int(from_url) if from_url is not None and from_url.lstrip("-").isdigit() else None
+            st.session_state[f"{cell_key}-{axis}"] = (
+                chosen if chosen in result.coords[axis] else default.get(axis, result.coords[axis][0])
+            )
 
     st.subheader("Examples at a cell")
     pick_y, pick_x = st.columns(2)
@@ -143,14 +181,9 @@ def show_heatmap(run: Run, names: list[str]) -> None:
     for column, axis in ((pick_y, y_axis), (pick_x, x_axis)):
         cell[axis] = column.selectbox(axis, result.coords[axis], key=f"{cell_key}-{axis}",
                                       format_func=lambda v, a=axis: coord_label(result, a, v))
+    keep_in_url("patching", **{axis: cell.get(axis) for axis in ("layer", "pos", "head", "neuron")})
     show_cell(run, result, summary, cell, normalized)
 
-    with st.expander("Strongest cells (stored summary)"):
-        column = "normalized_mean" if normalized else "mean"
-        top = summary.reindex(summary[column].abs().sort_values(ascending=False).index).head(15)
-        if "pos" in top:
-            top = top.assign(token=[coord_label(result, "pos", int(p)) for p in top["pos"]])
-        st.dataframe(top, hide_index=True)
     with st.expander("Cost"):
         st.json({k: round(v, 4) for k, v in result.cost.as_dict().items()}, expanded=True)
 
@@ -170,7 +203,9 @@ def show_cell(run: Run, result: PatchingResult, summary: pd.DataFrame, cell: dic
             tiles[0].metric(f"mean {result.metric}", f"{stats['mean']:.3f}", help=where)
             tiles[1].metric("standard error", f"{stats['sem']:.3f}")
         tiles[2].metric("examples", result.values.shape[0])
-    st.plotly_chart(example_drilldown(result, cell, normalized), key=f"drilldown-{run.id}-{result.sweep}")
+    task = table_of(run, "task") if "task" in run.tables() else None
+    tokens = patched_tokens(result, task, cell)
+    st.plotly_chart(example_drilldown(result, cell, normalized, tokens=tokens), key=f"drilldown-{run.id}-{result.sweep}")
 
     index = (slice(None), *(result.coords[axis].index(cell[axis]) for axis in result.axes))
     examples = pd.DataFrame({
@@ -181,10 +216,51 @@ def show_cell(run: Run, result: PatchingResult, summary: pd.DataFrame, cell: dic
     })
     if normalized:
         examples.insert(1, "normalised", result.normalized()[index].tolist())
-    if "task" in run.tables():
-        task = table_of(run, "task")
-        examples = task[[c for c in TASK_COLUMNS if c in task.columns]].merge(examples, on="example", how="right")
-    st.dataframe(examples, hide_index=True, width="stretch")
+    if tokens is not None:
+        examples.insert(1, "patched token", tokens)
+    if task is not None:
+        examples = examples.merge(task[[c for c in TASK_COLUMNS if c in task.columns]], on="example", how="left")
+        examples = examples[[*[c for c in examples.columns if c not in ("clean", "corrupt")], "clean", "corrupt"]]
+    # the key numbers first, the long prompts last and wrapped
+    config = {c: st.column_config.NumberColumn(c, format="%.3f") for c in ("patched", "normalised", "clean metric", "corrupt metric")}
+    config.update({c: st.column_config.TextColumn(c, width="large") for c in ("clean", "corrupt")})
+    st.dataframe(examples, hide_index=True, width="stretch", column_config=config, row_height=60 if task is not None else None)
+    if task is not None and "layer" in cell:
+        link_to_model(run, result, task, cell, examples)
+
+
+def link_to_model(run: Run, result: PatchingResult, task: pd.DataFrame, cell: dict[str, int], examples: pd.DataFrame) -> None:
+    """A link to the model page with this cell's layer (and head) on one example's clean prompt."""
+    effect = result.quantity("effect")[(slice(None), *(result.coords[a].index(cell[a]) for a in result.axes))]
+    strongest = int(effect.abs().argmax())
+    pick, link = st.columns([1, 2])
+    example = pick.selectbox("Example to open on the model page", list(task["example"]), index=strongest,
+                             key=f"open-example-{run.id}-{result.sweep}-{sorted(cell.items())}",
+                             help="The example with the largest effect at this cell is chosen first.")
+    prompt = str(task.loc[task["example"] == example, "clean"].iloc[0])
+    params = {"model": result.meta.get("model", ""), "layer": cell["layer"], "prompt": prompt}
+    if "head" in cell:
+        params["head"] = cell["head"]
+    what = f"layer {cell['layer']}" + (f" head {cell['head']}" if "head" in cell else "")
+    with link:
+        st.page_link("views/model.py", label=f"Open {what} on example {example}'s prompt in the model page",
+                     icon=":material/open_in_new:", query_params=params)
+
+
+def patched_tokens(result: PatchingResult, task: pd.DataFrame | None, cell: dict[str, int]) -> list[str] | None:
+    """The token patched in each example at a named position (``"11: John"``), from the run's task table."""
+    if result.positions != "named" or "pos" not in cell or task is None or result.position_labels is None:
+        return None
+    column = f"token {result.position_labels[cell['pos']]}"
+    return [str(t) for t in task[column]] if column in task else None
+
+
+READABLE = {"normalized_mean": "normalised mean", "normalized_sem": "normalised s.e.m.", "sem": "s.e.m.", "mean": "mean"}
+
+
+def readable(frame: pd.DataFrame) -> pd.DataFrame:
+    """A stored summary with readable column names and rounded numbers."""
+    return frame.rename(columns=READABLE).round(4)
 
 
 def comparable(result: PatchingResult, exclude: tuple[str, str]) -> list[tuple[str, str, dict[str, Any]]]:
@@ -225,7 +301,13 @@ def show_compare(run: Run, names: list[str]) -> None:
     )
     other_id, other_name, _ = others[choice]
     second = result_of(Run(runs[other_id].path), other_name)
-    normalized = use_normalized([first, second], key=f"compare-norm-{run.id}-{name}")
+    normalized = use_normalized([first, second], key=f"compare-norm-{run.id}-{name}",
+                                label="Normalised effects ((patched - base) / (clean - corrupt))")
+    st.caption(
+        "Both panels show effects, patched minus the unpatched base run (0 = no effect in either direction): "
+        "in denoising a sufficient cell is positive (+1 restores the clean behaviour), in noising a necessary "
+        "cell is negative (-1 destroys it)."
+    )
     _, _, fixed = free_and_fixed(first, f"compare-{run.id}-{name}")
     titles = (f"A: {first.direction} {first.sweep} ({run.id})", f"B: {second.direction} {second.sweep} ({other_id})")
     try:
@@ -246,6 +328,8 @@ def show_compare(run: Run, names: list[str]) -> None:
 
 st.title("Activation patching")
 run, info = choose_run("patching")
+page_help("patching")
+show_config(run)
 with reading("results index", run):
     names = result_names(run)
     planned = len(run.config.get("sweeps", []))

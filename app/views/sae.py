@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
-from browse import choose_run, reading
+from browse import choose_run, page_help, reading, show_config
 from latents import show_latent, table_of, tensors_of, tokens_text
 
 from interp.runs import RUNNING, Run
@@ -56,6 +56,16 @@ def filtered_latents(table: pd.DataFrame, key: str) -> pd.DataFrame:
     return rows.sort_values(SORTS[sort], ascending=not descending, kind="stable")
 
 
+def picked_rows(event: object) -> list[int]:
+    """The rows a table selection names: a selected row, or the row of a clicked cell."""
+    selection = getattr(event, "selection", None)
+    if selection is None:
+        return []
+    rows = list(getattr(selection, "rows", []) or [])
+    cells = [cell[0] for cell in getattr(selection, "cells", []) or []]
+    return rows or cells
+
+
 def show_browser(run: Run, names: list[str]) -> None:
     name = st.selectbox("SAE", names, key=f"sae-{run.id}")
     key = f"{run.id}-{name}"
@@ -70,14 +80,18 @@ def show_browser(run: Run, names: list[str]) -> None:
     listing = rows.head(TABLE_ROWS).assign(top_logits=[tokens_text(t) for t in rows.head(TABLE_ROWS)["top_logits"]])
     event = st.dataframe(
         listing[["latent", "density", "max_activation", "top_logits"]], hide_index=True, width="stretch", height=260,
-        on_select="rerun", selection_mode="single-row", key=f"latents-{key}",
+        on_select="rerun", selection_mode=["single-row", "single-cell"], key=f"latents-{key}",
         column_config={"density": st.column_config.NumberColumn("density", format="%.2e"),
-                       "max_activation": st.column_config.NumberColumn("max activation", format="%.3f")},
+                       "max_activation": st.column_config.NumberColumn("max activation", format="%.3f"),
+                       "top_logits": st.column_config.ListColumn("top logits (tokens it promotes; ␣ = space)")},
     )
-    st.caption(f"{len(rows)} latents match; the first {min(len(rows), TABLE_ROWS)} are listed. Click a row to open it.")
+    listed = min(len(rows), TABLE_ROWS)
+    st.caption(f"{len(rows)} latent{'s' if len(rows) != 1 else ''} match"
+               + (f"; the first {listed} are listed" if listed < len(rows) else "")
+               + ". Click a row to open its latent.")
     options = rows["latent"].tolist()
     latent_key = f"latent-{key}"
-    picked = event.selection.rows if event else []
+    picked = picked_rows(event)
     if picked and st.session_state.get(f"{latent_key}-clicked") != picked[0]:
         st.session_state[f"{latent_key}-clicked"] = picked[0]
         st.session_state[latent_key] = int(listing.iloc[picked[0]]["latent"])
@@ -89,6 +103,8 @@ def show_browser(run: Run, names: list[str]) -> None:
 
 st.title("Sparse autoencoders")
 run, info = choose_run("sae")
+page_help("sae")
+show_config(run)
 with reading("config", run):
     specs = {spec["name"]: spec for spec in run.config.get("saes", [])}
     manifest = run.manifest

@@ -283,7 +283,7 @@ class PatchingEngine:
             site = self.model.site(cell.site)
             source, base = self._source.cache[site.name], self._base.cache[site.name]
             mask = selection_mask(cell, site, source.shape, 0).to(source.device)
-            live |= ((source != base) & mask).flatten(1).any(1).cpu()
+            live |= ((source != base) & mask).flatten(1).any(1).cpu() & _row_selector(cell, self.examples)
         return live
 
     def _pack(self, indices: list[int], live: dict[int, torch.Tensor], start_pos: int) -> Iterator[list[int]]:
@@ -357,6 +357,7 @@ class PatchingEngine:
         """
         entry_name = self._entry_site(start_layer)
         masks: dict[str, list[torch.Tensor]] = {}
+        row_masks: dict[str, torch.Tensor] = {}
         sites: dict[str, Site] = {}
         for g, group in enumerate(chunk):
             for cell in group:
@@ -364,16 +365,21 @@ class PatchingEngine:
                 key = entry_name if is_entry(site) and entry_layer(site) == start_layer else site.name
                 sites.setdefault(key, site)
                 shape = self._sliced_source(sites[key], start_pos).shape
-                stack = masks.setdefault(key, [torch.zeros(shape[1:], dtype=torch.bool)] * len(chunk))
-                stack[g] = stack[g] | selection_mask(cell, site, shape, start_pos)
-        patches = {
-            key: self._row_patch(sites[key], torch.stack(stack), rows, start_pos) for key, stack in masks.items()
-        }
+                mask = selection_mask(cell, site, shape, start_pos)
+                if cell.rows is None:
+                    stack = masks.setdefault(key, [torch.zeros(shape[1:], dtype=torch.bool)] * len(chunk))
+                    stack[g] = stack[g] | mask
+                else:  # a cell for some examples only (named positions): its mask goes to their rows
+                    per_row = row_masks.setdefault(key, torch.zeros(len(rows.group), *shape[1:], dtype=torch.bool))
+                    hit = (rows.group == g) & _row_selector(cell, self.examples)[rows.example]
+                    per_row[hit] |= mask
+        patches = {}
+        for key in masks.keys() | row_masks.keys():
+            source = self._sliced_source(sites[key], start_pos)
+            shared = torch.stack(masks[key])[rows.group] if key in masks else None
+            mask = row_masks[key] if shared is None else shared | row_masks.get(key, torch.zeros_like(shared))
+            patches[key] = MaskedPatch(site=key, source=source[rows.example.to(source.device)], mask=mask)
         return patches.pop(entry_name, None), list(patches.values())
-
-    def _row_patch(self, site: Site, group_masks: torch.Tensor, rows: Rows, start_pos: int) -> MaskedPatch:
-        source = self._sliced_source(site, start_pos)
-        return MaskedPatch(site=site.name, source=source[rows.example.to(source.device)], mask=group_masks[rows.group])
 
     def _sliced_source(self, site: Site, start_pos: int) -> torch.Tensor:
         assert self._source is not None
@@ -421,12 +427,26 @@ class PatchingEngine:
     def _full_forward(self, group: CellGroup) -> Float[torch.Tensor, "example vocab"]:
         """Cells upstream of block 0 (or of a base intervention): a full forward with the base run's interventions."""
         assert self._base is not None and self._source is not None
-        patches = [_plain_patch(cell, self.model.site(cell.site), self._source.cache[cell.site]) for cell in group]
+        patches = [
+            _plain_patch(cell, self.model.site(cell.site), self._source.cache[cell.site], self.examples) for cell in group
+        ]
         with torch.no_grad(), self.model.hooks([*self._base.interventions, *patches]) as session:
             logits = self.model.forward(self._base.batch, session, logits_to_keep=1)
         return logits[:, -1]
 
 
-def _plain_patch(cell: Cell, site: Site, source: torch.Tensor) -> Intervention:
-    """A patch of ``cell`` over full positions, shared by every row."""
-    return MaskedPatch(site=site.name, source=source, mask=selection_mask(cell, site, source.shape, 0).unsqueeze(0))
+def _plain_patch(cell: Cell, site: Site, source: torch.Tensor, examples: int) -> Intervention:
+    """A patch of ``cell`` over full positions, in every row or in the cell's ``rows``."""
+    mask = selection_mask(cell, site, source.shape, 0).unsqueeze(0)
+    if cell.rows is not None:
+        mask = mask & _row_selector(cell, examples).view(-1, *[1] * (mask.ndim - 1))
+    return MaskedPatch(site=site.name, source=source, mask=mask)
+
+
+def _row_selector(cell: Cell, examples: int) -> Bool[torch.Tensor, " example"]:
+    """The examples a cell patches: all, or its ``rows``."""
+    if cell.rows is None:
+        return torch.ones(examples, dtype=torch.bool)
+    selector = torch.zeros(examples, dtype=torch.bool)
+    selector[list(cell.rows)] = True
+    return selector

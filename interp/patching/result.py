@@ -53,6 +53,14 @@ class Cost:
         }
 
 
+# What each quantity a result can show is, and where it reads "no effect".
+QUANTITIES: tuple[str, ...] = ("normalized", "effect", "normalized_effect", "raw")
+MEANING = {
+    "denoising": "clean activations patched into the corrupt run: a cell that restores the clean behaviour is sufficient",
+    "noising": "corrupt activations patched into the clean run: a cell whose patch destroys the behaviour is necessary",
+}
+
+
 @dataclass
 class PatchingResult:
     """Values of a patching sweep.
@@ -65,7 +73,11 @@ class PatchingResult:
         clean, corrupt: the metric on the unpatched clean and corrupt runs, per example.
         metric, direction: what was measured and which way it was patched.
         cost: forward passes and FLOPs used, next to a naive sweep's.
-        position_labels: a token label for each position (for figure axes), if known.
+        position_labels: a label for each position (for figure axes), if known: the position's
+            name for a sweep by named position, else its token where every example has the same one.
+        positions: ``"raw"`` (the ``pos`` axis is batch columns) or ``"named"`` (the ``pos`` axis
+            indexes ``position_labels``, the task's named positions; each example was patched at its
+            own index for the name).
         meta: free-form provenance (model, task).
     """
 
@@ -80,6 +92,7 @@ class PatchingResult:
     cost: Cost = field(default_factory=Cost)
     position_labels: list[str] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    positions: str = "raw"
 
     @property
     def grid_shape(self) -> tuple[int, ...]:
@@ -95,6 +108,53 @@ class PatchingResult:
                 "change the behaviour, so normalised values are undefined; use the raw values"
             )
         return (self.values - corrupt) / gap
+
+    @property
+    def base(self) -> Float[torch.Tensor, " example"]:
+        """The metric of the run being patched: corrupt for denoising, clean for noising."""
+        return self.corrupt if self.direction == "denoising" else self.clean
+
+    def effects(self) -> Float[torch.Tensor, "example ..."]:
+        """Per-example effect of patching each cell, ``m(patched) - m(base)`` (0 = no effect)."""
+        return self.values - self.base.view(-1, *[1] * (self.values.ndim - 1))
+
+    def quantity(self, kind: str) -> Float[torch.Tensor, "example ..."]:
+        """Per-example values of one of :data:`QUANTITIES`.
+
+        ``normalized``: clean = 1, corrupt = 0 (no effect is 0 for denoising, 1 for noising);
+        ``effect``: patched minus base metric (no effect = 0); ``normalized_effect``: the effect over
+        the clean - corrupt gap (no effect = 0; +1 = fully restores, in denoising; -1 = fully destroys,
+        in noising); ``raw``: the patched metric (no effect = the base run's mean metric).
+        """
+        if kind == "normalized":
+            return self.normalized()
+        if kind == "effect":
+            return self.effects()
+        if kind == "normalized_effect":
+            return self.normalized() - self.no_effect("normalized")
+        if kind == "raw":
+            return self.values
+        raise InterpError(f"unknown quantity {kind!r}; choose one of {list(QUANTITIES)}")
+
+    def no_effect(self, kind: str) -> float:
+        """The value of :meth:`quantity` ``kind`` for a patch that changes nothing: a colour scale's centre."""
+        if kind == "normalized":
+            return 0.0 if self.direction == "denoising" else 1.0
+        if kind == "raw":
+            return float(self.base.mean())
+        return 0.0
+
+    def quantity_label(self, kind: str) -> str:
+        """A short label of a quantity, with the metric and where "no effect" sits."""
+        labels = {
+            "normalized": f"normalised {self.metric} (clean = 1, corrupt = 0; no effect = {self.no_effect(kind):g})",
+            "effect": f"effect on {self.metric} (patched - {'corrupt' if self.direction == 'denoising' else 'clean'})",
+            "normalized_effect": f"normalised effect on {self.metric} (patched - base) / (clean - corrupt)",
+            "raw": f"patched {self.metric} (no effect = {self.no_effect(kind):.3g})",
+        }
+        if kind not in labels:
+            raise InterpError(f"unknown quantity {kind!r}; choose one of {list(QUANTITIES)}")
+        return labels[kind]
 
     def mean(self, normalized: bool = True) -> Float[torch.Tensor, "..."]:
         """Mean over examples of each cell."""
@@ -127,6 +187,8 @@ class PatchingResult:
         frame["sem"] = self.sem(normalized=False).flatten().tolist()
         frame["normalized_mean"] = self.mean().flatten().tolist()
         frame["normalized_sem"] = self.sem().flatten().tolist()
+        if "pos" in self.axes and self.position_labels is not None:
+            frame.insert(list(self.axes).index("pos") + 1, "position", [self.position_labels[p] for p in frame["pos"]])
         return frame
 
     def describe(self) -> dict[str, Any]:
@@ -139,6 +201,7 @@ class PatchingResult:
             "direction": self.direction,
             "cost": asdict(self.cost),
             "position_labels": self.position_labels,
+            "positions": self.positions,
             "meta": self.meta,
         }
 
@@ -160,4 +223,5 @@ class PatchingResult:
             cost=Cost(**description["cost"]),
             position_labels=description.get("position_labels"),
             meta=description.get("meta", {}),
+            positions=description.get("positions", "raw"),
         )

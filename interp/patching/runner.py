@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import fields
 from typing import Any
 
+import pandas as pd
 import torch
 
 from interp.cells import sweep_groups
@@ -23,9 +24,9 @@ from interp.models import load_model
 from interp.patching.config import PatchConfig
 from interp.patching.persist import save_result
 from interp.patching.result import Cost, PatchingResult
-from interp.patching.sweep import make_engine
+from interp.patching.sweep import axis_labels, make_engine
 from interp.runs import Run, RunStore, lifecycle
-from interp.tasks.base import position_labels
+from interp.tasks.base import named_columns, patched_tokens
 from interp.tasks.config import build_task
 
 COST_FIELDS = [f.name for f in fields(Cost)]
@@ -36,7 +37,7 @@ def sweep_name(index: int, config: PatchConfig) -> str:
 
 
 def total_cells(model: Model, task: Any, config: PatchConfig) -> int:
-    return sum(len(sweep_groups(model, task, **s.model_dump())[0]) for s in config.sweeps)
+    return sum(len(sweep_groups(model, task, **s.model_dump(), allow_named=True)[0]) for s in config.sweeps)
 
 
 def run_config(
@@ -53,13 +54,13 @@ def run_config(
     identity = {"name": model.name, "family": model.arch.family, "n_layers": model.dims.n_layers}
     dataset = {"name": getattr(task, "name", config.task.kind), "examples": len(task), **config.task.model_dump()}
     with lifecycle(store, "patching", config.model_dump(), model=identity, dataset=dataset, resume=resume) as run:
-        run.write_table("task", task.to_frame())
+        run.write_table("task", task_frame(model, task))
         total = total_cells(model, task, config)
         done = 0
         summary: dict[str, Any] = {}
         for index, sweep in enumerate(config.sweeps):
             name = sweep_name(index, config)
-            groups, axes, coords = sweep_groups(model, task, **sweep.model_dump())
+            groups, axes, coords = sweep_groups(model, task, **sweep.model_dump(), allow_named=True)
             metric_name, engine = make_engine(
                 model, task, config.metric, config.direction, config.prefix_reuse, config.max_rows, config.skip_noop_rows
             )
@@ -77,8 +78,9 @@ def run_config(
                 done += len(shard)
                 if progress is not None:
                     progress(done, total)
-            result = assemble(run, name, sweep.sweep, axes, coords, metric_name, config, engine.baselines, position_labels(model, task))
-            result.meta.update({"model": model.name, "task": getattr(task, "name", None)})
+            result = assemble(run, name, sweep.sweep, axes, coords, metric_name, config, engine.baselines,
+                              **axis_labels(model, task, sweep.positions))
+            result.meta.update({"model": model.name, "task": getattr(task, "name", None), "aligned": task.aligned})
             save_result(run, name, result)
             summary[name] = summarise(result)
         run.finish(summary)
@@ -94,7 +96,8 @@ def assemble(
     metric: str,
     config: PatchConfig,
     baselines: dict[str, torch.Tensor],
-    labels: list[str],
+    position_labels: list[str],
+    positions: str = "raw",
 ) -> PatchingResult:
     """Join a sweep's shards into one result."""
     shards = run.read_shards(name)
@@ -111,9 +114,21 @@ def assemble(
         metric=metric,
         direction=config.direction,
         cost=Cost(**dict(zip(COST_FIELDS, spent, strict=True))),
-        position_labels=labels,
+        position_labels=position_labels,
+        positions=positions,
         **baselines,
     )
+
+
+def task_frame(model: Model, task: Any) -> pd.DataFrame:
+    """The task's table, with each example's token at each named position (``"token S2"``: ``"11: John"``)."""
+    frame = task.to_frame()
+    names = list(getattr(task, "positions", {}) or {})
+    if names:
+        tokens = patched_tokens(model, task, named_columns(task, names))
+        for index, name in enumerate(names):
+            frame[f"token {name}"] = [row[index] for row in tokens]
+    return frame
 
 
 def summarise(result: PatchingResult, top: int = 5) -> dict[str, Any]:
@@ -123,8 +138,19 @@ def summarise(result: PatchingResult, top: int = 5) -> dict[str, Any]:
     order = strength.argsort(descending=True, stable=True)[:top].tolist()
     grid = result.summary_frame()
     return {
-        "top_cells": [{**{a: int(grid.iloc[i][a]) for a in result.axes}, "normalized_mean": float(mean[i])} for i in order],
-        "clean_mean": float(result.clean.mean()),
-        "corrupt_mean": float(result.corrupt.mean()),
-        **{k: float(v) for k, v in result.cost.as_dict().items()},
+        "top_cells": [
+            {**{a: int(grid.iloc[i][a]) for a in result.axes}, **_label(result, int(grid.iloc[i]["pos"]) if "pos" in result.axes else None),
+             "normalized_mean": round(float(mean[i]), 4)}
+            for i in order
+        ],
+        "clean_mean": round(float(result.clean.mean()), 4),
+        "corrupt_mean": round(float(result.corrupt.mean()), 4),
+        **{k: float(v) if k.endswith("flops") else round(float(v), 4) for k, v in result.cost.as_dict().items()},
     }
+
+
+def _label(result: PatchingResult, pos: int | None) -> dict[str, str]:
+    """The position's label (its name, or its token) for a summary row."""
+    if pos is None or result.position_labels is None:
+        return {}
+    return {"position": result.position_labels[pos]}

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from interp.cells import Cell, sweep_groups
+from interp.cells import Cell, position_names, sweep_groups
 from interp.model import Model
 from interp.patching.engine import PatchingEngine
 from interp.patching.result import PatchingResult
@@ -48,7 +48,7 @@ def patch_sweep(
     metric: str | TaskMetric = "logit_diff",
     direction: Direction = "denoising",
     layers: Sequence[int] | None = None,
-    positions: Sequence[int] | None = None,
+    positions: Sequence[int] | Sequence[str] | str | None = None,
     heads: Sequence[int] | None = None,
     neurons: Sequence[int] | None = None,
     prefix_reuse: bool = True,
@@ -56,8 +56,12 @@ def patch_sweep(
     progress: Callable[[int], None] | None = None,
     skip_noop_rows: bool = True,
 ) -> PatchingResult:
-    """Run a named sweep exactly (see the module docstring for the sweeps)."""
-    groups, axes, coords = sweep_groups(model, task, sweep, layers, positions, heads, neurons)
+    """Run a named sweep exactly (see the module docstring for the sweeps).
+
+    ``positions`` takes raw indices, or the task's named positions (``"named"`` or a list of
+    names): each example is then patched at its own index for each name.
+    """
+    groups, axes, coords = sweep_groups(model, task, sweep, layers, positions, heads, neurons, allow_named=True)
     metric_name, engine = make_engine(model, task, metric, direction, prefix_reuse, max_rows, skip_noop_rows)
     values = engine.run(groups, progress)
     grid = [len(coords[a]) for a in axes]
@@ -69,10 +73,18 @@ def patch_sweep(
         metric=metric_name,
         direction=direction,
         cost=engine.cost,
-        position_labels=position_labels(model, task),
-        meta={"model": model.name, "task": getattr(task, "name", None)},
+        **axis_labels(model, task, positions),
+        meta={"model": model.name, "task": getattr(task, "name", None), "aligned": task.aligned},
         **engine.baselines,
     )
+
+
+def axis_labels(model: Model, task: Any, positions: Sequence[int] | Sequence[str] | str | None) -> dict[str, Any]:
+    """``position_labels`` and ``positions`` of a sweep's result: the names, or one token label per column."""
+    names = position_names(task, positions)
+    if names is None:
+        return {"position_labels": position_labels(model, task), "positions": "raw"}
+    return {"position_labels": names, "positions": "named"}
 
 
 def patch_cells(

@@ -18,6 +18,14 @@ run. Interventions whose tensors have a leading ``(example, pos)`` shape follow 
 ``meta`` describes the task as a whole (seed, corruption, ...); ``examples`` holds per-example
 columns (the answer and wrong tokens as text, template ids, names, ...), which :meth:`to_frame`
 lays out one row per example.
+
+**Named positions.** A raw position (column ``p`` of the padded batch) is a different token in each
+example as soon as the prompts differ in length or layout (IOI mixes 15 templates), so a patching
+effect averaged at column ``p`` averages unrelated tokens. ``positions`` names the tokens that
+mean the same thing in every example (IOI: ``S1``, ``S1+1``, ``IO``, ``S2``, ``END``, ...) and gives,
+per name, each example's own index, counted from the end (``-1`` = the last token) so that it
+survives re-padding. Sweeps by named position patch each example at its own index for the name
+(:func:`named_columns`).
 """
 
 from __future__ import annotations
@@ -69,6 +77,7 @@ class PatchingTask:
     corrupt_interventions: tuple[Intervention, ...] = ()
     meta: dict[str, Any] = field(default_factory=dict)
     examples: dict[str, list[Any]] = field(default_factory=dict)
+    positions: dict[str, list[int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = len(self.clean_prompts)
@@ -81,6 +90,7 @@ class PatchingTask:
             "answers": self.answers.shape[0],
             "wrong": self.wrong.shape[0],
             **{f"examples[{key!r}]": len(column) for key, column in self.examples.items()},
+            **{f"positions[{key!r}]": len(column) for key, column in self.positions.items()},
         }
         bad = {key: size for key, size in sizes.items() if size != n}
         if bad:
@@ -92,6 +102,14 @@ class PatchingTask:
             )
         if not torch.equal(self.clean.attention_mask.cpu(), self.corrupt.attention_mask.cpu()):
             raise TaskError(f"task {self.name!r}: clean and corrupt prompts are not padded alike")
+        lengths = self.clean.lengths.tolist()
+        for key, column in self.positions.items():
+            bad = [i for i, (p, length) in enumerate(zip(column, lengths, strict=True)) if not -length <= p <= -1]
+            if bad:
+                raise TaskError(
+                    f"task {self.name!r}: named position {key!r} is outside the prompt in examples {bad[:5]}; "
+                    "named positions count from the end (-1 = the last token, -length = the first)"
+                )
 
     @classmethod
     def from_prompts(
@@ -105,6 +123,7 @@ class PatchingTask:
         corrupt_interventions: Sequence[Intervention] = (),
         meta: dict[str, Any] | None = None,
         examples: dict[str, list[Any]] | None = None,
+        positions: dict[str, list[int]] | None = None,
     ) -> PatchingTask:
         """Tokenise prompt pairs and single-token answer/wrong texts (e.g. ``" Mary"``) for ``model``.
 
@@ -124,6 +143,7 @@ class PatchingTask:
             corrupt_interventions=tuple(corrupt_interventions),
             meta=dict(meta or {}),
             examples={"answer": list(answers), "wrong": list(wrong), **(examples or {})},
+            positions={key: list(column) for key, column in (positions or {}).items()},
         )
 
     def __len__(self) -> int:
@@ -173,6 +193,7 @@ class PatchingTask:
                 for intervention in self.corrupt_interventions
             ),
             examples={key: [column[i] for i in picked] for key, column in self.examples.items()},
+            positions={key: [column[i] for i in picked] for key, column in self.positions.items()},
         )
 
     def to_frame(self) -> pd.DataFrame:
@@ -188,7 +209,20 @@ class PatchingTask:
         )
         for key, column in self.examples.items():
             frame[key] = column
+        lengths = self.clean.lengths.tolist()
+        for key, column in self.positions.items():  # counted from each prompt's first token
+            frame[f"pos {key}"] = [length + p for p, length in zip(column, lengths, strict=True)]
         return frame
+
+    @property
+    def aligned(self) -> bool:
+        """Whether every example has the same token length, so raw position ``p`` is one slot in all of them.
+
+        (A task of one template is aligned; IOI's mixed templates are not.) Named positions, where
+        given, must also agree, so that a raw position and a name pick the same token everywhere.
+        """
+        lengths = self.clean.lengths
+        return bool((lengths == lengths[0]).all()) and all(len(set(column)) == 1 for column in self.positions.values())
 
 
 def _replace_tensors(intervention: Intervention, change: Callable[[torch.Tensor], torch.Tensor]) -> Intervention:
@@ -219,7 +253,43 @@ def _subset_intervention(
 
 
 def position_labels(model: Model, task: PatchingTask) -> list[str]:
-    """A label per position: the token of the first clean prompt there (``pad`` before it starts)."""
-    ids = task.clean.input_ids[0].tolist()
-    mask = task.clean.attention_mask[0].tolist()
-    return [f"{i}:{model.tokenizer.decode([t])}" if m else f"{i}:<pad>" for i, (t, m) in enumerate(zip(ids, mask, strict=True))]
+    """A label per raw position (batch column), true for every example.
+
+    ``"7: John"`` where every clean prompt holds that token there; where they differ (prompts of
+    different templates) the label says how many distinct tokens the column holds, ``"7: (5 tokens)"``,
+    and ``"<pad>"`` where every row is padding, so a label never names a token that only one example has.
+    """
+    labels = []
+    ids, mask = task.clean.input_ids.cpu(), task.clean.attention_mask.cpu().bool()
+    for column in range(ids.shape[1]):
+        tokens = set(ids[mask[:, column], column].tolist())
+        if not tokens:
+            labels.append(f"{column}:<pad>")
+        elif len(tokens) == 1 and bool(mask[:, column].all()):
+            labels.append(f"{column}:{model.tokenizer.decode([tokens.pop()])}")
+        else:
+            padded = "" if bool(mask[:, column].all()) else ", pad"
+            labels.append(f"{column}: ({len(tokens)} token{'s' if len(tokens) > 1 else ''}{padded})")
+    return labels
+
+
+def named_columns(task: PatchingTask, names: Sequence[str]) -> Int[torch.Tensor, "example name"]:
+    """The batch column of each example's token for each named position (see the module docstring)."""
+    missing = [name for name in names if name not in task.positions]
+    if missing:
+        known = list(task.positions) or "none: this task declares no named positions"
+        raise TaskError(f"task {task.name!r} has no named position {missing}; its named positions are {known}")
+    width = task.clean.shape[1]
+    return torch.tensor([[width + p for p in task.positions[name]] for name in names], dtype=torch.long).T.reshape(
+        len(task), len(names)
+    )
+
+
+def patched_tokens(model: Model, task: PatchingTask, columns: Int[torch.Tensor, "example name"]) -> list[list[str]]:
+    """``"12: John"``: each example's clean token at each column (numbered from its first real token)."""
+    ids = task.clean.input_ids.cpu()
+    starts = (task.clean.shape[1] - task.clean.lengths.cpu()).tolist()
+    return [
+        [f"{int(c) - starts[e]}:{model.tokenizer.decode([int(ids[e, c])])}" for c in row]
+        for e, row in enumerate(columns.tolist())
+    ]

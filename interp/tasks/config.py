@@ -28,6 +28,9 @@ class TaskConfig(ConfigModel):
     seed: int = 0
     corruption: Literal["abc", "symmetric", "noise"] = "abc"
     order: Literal["mixed", "BABA", "ABBA"] = "mixed"
+    templates: list[int] | None = Field(
+        None, description="IOI template indices to draw from (default: all); one template aligns raw positions"
+    )
     path: str | None = Field(None, description="JSONL file of pairs (kind: jsonl)")
 
     @model_validator(mode="after")
@@ -68,4 +71,7 @@ def build_task(model: Model, config: TaskConfig) -> PatchingTask:
         assert config.path is not None  # checked by the validator
         return pairs_from_jsonl(model, config.path)
     progress = _stderr_progress("building IOI prompts") if config.n >= PROGRESS_FROM else None
-    return ioi_task(model, n=config.n, seed=config.seed, corruption=config.corruption, order=config.order, progress=progress)
+    return ioi_task(
+        model, n=config.n, seed=config.seed, corruption=config.corruption, order=config.order, progress=progress,
+        templates=config.templates,
+    )

@@ -35,6 +35,13 @@ Corruptions (what the corrupt run removes):
   ``hook_embed`` whose vector has shape ``(example, pos, d_model)`` and is zero off the name
   positions.
 
+Named positions (:attr:`PatchingTask.positions`), as in Wang et al.: ``S1`` and ``IO`` (the first
+mentions of the subject and the indirect object), ``S1+1`` (the token after S1: ``" and"`` in BABA,
+the verb in ABBA), ``and`` (between the two first mentions), ``S2`` (the repeated subject) and
+``END`` (the last token, where the answer is predicted); ``PLACE`` and ``OBJECT`` (the last token of
+the place and object words) when every example's template has that slot. Each example has its own
+index for each name, so a sweep by named position patches every example at its own token.
+
 Every pair is checked after tokenisation: same token length, IO once and S twice in the clean
 prompt, and clean and corrupt differing only at name positions. A draw that fails is re-drawn from
 the same RNG stream (never silently dropped), so the task is deterministic given the seed. The
@@ -46,7 +53,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -169,9 +176,14 @@ def ioi_vocabulary(model: Model) -> IOIVocabulary:
 
 
 def _draw(
-    rng: random.Random, corrupt_rng: random.Random, vocab: IOIVocabulary, order: str, corruption: str
+    rng: random.Random,
+    corrupt_rng: random.Random,
+    vocab: IOIVocabulary,
+    order: str,
+    corruption: str,
+    templates: Sequence[int] | None = None,
 ) -> IOIExample:
-    template = rng.randrange(len(TEMPLATES))
+    template = rng.randrange(len(TEMPLATES)) if templates is None else rng.choice(templates)
     io, s = rng.sample(vocab.names, 2)
     place, obj = rng.choice(vocab.places), rng.choice(vocab.objects)
     first = (io, s) if order == "ABBA" else (s, io)
@@ -206,6 +218,31 @@ def _name_positions(model: Model, example: IOIExample) -> list[int] | None:
     return [p - len(clean) for p in names]
 
 
+NAMED_POSITIONS: tuple[str, ...] = ("S1", "S1+1", "IO", "and", "S2", "END")
+SLOT_POSITIONS: tuple[str, ...] = ("PLACE", "OBJECT")
+
+
+def _find(tokens: list[int], word: list[int]) -> int | None:
+    """The index of the last token of ``word``'s first occurrence in ``tokens``."""
+    for start in range(len(tokens) - len(word) + 1):
+        if tokens[start : start + len(word)] == word:
+            return start + len(word) - 1
+    return None
+
+
+def _named_positions(model: Model, example: IOIExample, names: list[int]) -> dict[str, int]:
+    """Each named position of one example, counted from the end (``-1`` = the last token)."""
+    first, second, s2 = names
+    s1, io = (second, first) if example.order == "ABBA" else (first, second)
+    found = {"S1": s1, "S1+1": s1 + 1, "IO": io, "and": first + 1, "S2": s2, "END": -1}
+    tokens = encode(model.tokenizer, example.prompt(example.clean_names), model.prepend_bos)
+    for slot, word in (("PLACE", example.place), ("OBJECT", example.obj)):
+        at = _find(tokens, encode(model.tokenizer, " " + word)) if "{" + slot + "}" in TEMPLATES[example.template] else None
+        if at is not None:
+            found[slot] = at - len(tokens)
+    return found
+
+
 def ioi_task(
     model: Model,
     n: int,
@@ -213,6 +250,7 @@ def ioi_task(
     corruption: Corruption = "abc",
     order: Order = "mixed",
     progress: Callable[[int, int], None] | None = None,
+    templates: Sequence[int] | None = None,
 ) -> PatchingTask:
     """``n`` IOI prompt pairs for ``model``: answer = IO, wrong = S (see the module docstring).
 
@@ -223,6 +261,8 @@ def ioi_task(
         corruption: ``"abc"``, ``"symmetric"`` or ``"noise"``.
         order: ``"mixed"`` (alternating ABBA, BABA), ``"ABBA"`` or ``"BABA"``.
         progress: called as ``progress(done, n)`` every 500 prompts and at the end.
+        templates: indices into :data:`TEMPLATES` to draw from (default: all 15). One template
+            (with one ``order``) gives a task whose raw positions are the same token in every example.
     """
     if n < 1:
         raise TaskError(f"n must be at least 1, got {n}")
@@ -232,6 +272,11 @@ def ioi_task(
         raise TaskError(f"unknown corruption {corruption!r}; choose one of {list(CORRUPTIONS)}")
     if order not in ORDERS:
         raise TaskError(f"unknown order {order!r}; choose one of {list(ORDERS)}")
+    if templates is not None:
+        templates = list(templates)
+        bad = [t for t in templates if not (isinstance(t, int) and 0 <= t < len(TEMPLATES))]
+        if not templates or bad:
+            raise TaskError(f"templates must be a non-empty list of indices 0..{len(TEMPLATES) - 1}, got {templates}")
     vocab = ioi_vocabulary(model)
     needed = 5 if corruption == "abc" else 2
     if len(vocab.names) < needed:
@@ -252,7 +297,7 @@ def ioi_task(
                 f"{model.name!r}; its tokenizer does not keep the name slots one token each"
             )
         row_order = ("ABBA", "BABA")[len(examples) % 2] if order == "mixed" else order
-        example = _draw(rng, corrupt_rng, vocab, row_order, corruption)
+        example = _draw(rng, corrupt_rng, vocab, row_order, corruption, templates)
         found = _name_positions(model, example)
         if found is not None:
             examples.append(example)
@@ -263,6 +308,10 @@ def ioi_task(
     clean_prompts = [e.prompt(e.clean_names) for e in examples]
     corrupt_prompts = [e.prompt(e.corrupt_names) for e in examples]
     meta = {"task": "ioi", "n": n, "seed": seed, "corruption": corruption, "order": order, "draws": draws}
+    if templates is not None:
+        meta["templates"] = templates
+    per_example = [_named_positions(model, e, p) for e, p in zip(examples, positions, strict=True)]
+    named = [k for k in (*NAMED_POSITIONS, *SLOT_POSITIONS) if all(k in found for found in per_example)]
     columns = {
         "template": [e.template for e in examples],
         "order": [e.order for e in examples],
@@ -282,6 +331,7 @@ def ioi_task(
         wrong=[" " + e.s for e in examples],
         meta=meta,
         examples=columns,
+        positions={k: [found[k] for found in per_example] for k in named},
     )
     if corruption != "noise":
         return task

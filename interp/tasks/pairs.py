@@ -11,6 +11,11 @@ with its leading space. A good corrupt prompt changes only what the behaviour de
 country) and keeps every other token, so it must tokenise to the same length as the clean prompt:
 patching compares the two runs position by position.
 
+A line may also name positions, ``"positions": {"country": 4, "END": -1}``: token indices of the
+clean prompt (0 = its first token, negative from its end), one index per name and the same names on
+every line. A sweep by named position then patches each example at its own index for the name,
+so prompts of different layouts line up by meaning rather than by column.
+
 Lines are validated with pydantic (unknown or missing keys, non-string or empty values), then
 tokenised; every error names the file, the line number and the field.
 """
@@ -37,6 +42,7 @@ class PairRecord(BaseModel):
     corrupt: str
     answer: str
     wrong: str
+    positions: dict[str, int] | None = None
 
     @field_validator("clean", "corrupt", "answer", "wrong")
     @classmethod
@@ -82,6 +88,8 @@ def pairs_from_jsonl(model: Model, path: str | Path, name: str | None = None) ->
     """A :class:`PatchingTask` from a JSONL file of ``{"clean", "corrupt", "answer", "wrong"}`` lines."""
     file = Path(path)
     records = read_pairs(file)
+    named = records[0][1].positions
+    positions: dict[str, list[int]] = {key: [] for key in named or {}}
     for number, record in records:
         for field in ("answer", "wrong"):
             try:
@@ -99,6 +107,18 @@ def pairs_from_jsonl(model: Model, path: str | Path, name: str | None = None) ->
                 f"{file} line {number}: field 'corrupt' is {len(corrupt)} tokens but 'clean' is {len(clean)}; "
                 "patching needs aligned positions, so reword the corrupt prompt to the same token length"
             )
+        if (record.positions or {}).keys() != positions.keys() or (named is None) != (record.positions is None):
+            raise TaskError(
+                f"{file} line {number}: field 'positions' names {sorted(record.positions or {})} but line "
+                f"{records[0][0]} names {sorted(positions)}; every line must name the same positions"
+            )
+        for key, index in (record.positions or {}).items():
+            if not -len(clean) <= index < len(clean):
+                raise TaskError(
+                    f"{file} line {number}: field 'positions': {key!r} is {index}, outside the clean prompt's "
+                    f"{len(clean)} tokens (use 0..{len(clean) - 1}, or -1 for the last token)"
+                )
+            positions[key].append(index if index < 0 else index - len(clean))
     return PatchingTask.from_prompts(
         model,
         name=name or file.stem,
@@ -108,4 +128,5 @@ def pairs_from_jsonl(model: Model, path: str | Path, name: str | None = None) ->
         wrong=[record.wrong for _, record in records],
         meta={"task": "jsonl", "path": str(file)},
         examples={"line": [number for number, _ in records]},
+        positions=positions,
     )

@@ -22,6 +22,22 @@ from interp.errors import GridMismatchError, InvalidArgumentError
 from interp.patching import PatchingResult
 
 
+# One colour per method, the same in every figure and whichever methods are shown.
+METHOD_ORDER = ("atp", "atp+qk", "atp*", "relp", "relp+qk", "ig")
+PALETTE = ("#1f77b4", "#17becf", "#ff7f0e", "#2ca02c", "#98df8a", "#d62728", "#9467bd", "#8c564b", "#e377c2")
+
+
+def method_colour(method: str) -> str:
+    """The method's fixed colour (known methods in :data:`METHOD_ORDER`; others by a stable hash)."""
+    if method in METHOD_ORDER:
+        return PALETTE[METHOD_ORDER.index(method)]
+    return PALETTE[len(METHOD_ORDER) + sum(map(ord, method)) % (len(PALETTE) - len(METHOD_ORDER))]
+
+
+def method_sort_key(method: str) -> tuple[int, str]:
+    return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)
+
+
 def _mean_effects(result: PatchingResult) -> torch.Tensor:
     base = result.corrupt if result.direction == "denoising" else result.clean
     return (result.values - base.view(-1, *[1] * (result.values.ndim - 1))).double().mean(dim=0).flatten()
@@ -38,7 +54,7 @@ def scatter(exact: PatchingResult, estimates: Sequence[PatchingResult], title: s
     labels = _cell_labels(exact)
     figure = go.Figure()
     low, high = float(truth.min()), float(truth.max())
-    for estimate in estimates:
+    for estimate in sorted(estimates, key=lambda e: method_sort_key(getattr(e, "method", "estimate"))):
         guess = _mean_effects(estimate)
         if guess.shape != truth.shape:
             raise GridMismatchError(f"estimate grid {estimate.grid_shape} does not match the exact grid {exact.grid_shape}")
@@ -48,7 +64,7 @@ def scatter(exact: PatchingResult, estimates: Sequence[PatchingResult], title: s
         figure.add_trace(go.Scatter(
             x=guess.tolist(), y=truth.tolist(), mode="markers", name=f"{method} (r = {r:.3f})", text=labels,
             hovertemplate="%{text}<br>estimate %{x:.4f}<br>exact %{y:.4f}<extra>" + method + "</extra>",
-            marker={"size": 6, "opacity": 0.7},
+            marker={"size": 6, "opacity": 0.7, "color": method_colour(method)},
         ))
         low, high = min(low, float(guess.min())), max(high, float(guess.max()))
     figure.add_trace(go.Scatter(x=[low, high], y=[low, high], mode="lines", name="y = x",
@@ -70,8 +86,10 @@ def comparison_scatter(comparison: Comparison, component: str, methods: Sequence
 def correlation_bars(table: pd.DataFrame, value: str = "pearson") -> go.Figure:
     """Grouped bars of ``value`` (default Pearson r) per component type, one group per method."""
     figure = go.Figure()
-    for method, rows in table.groupby("method", sort=False):
-        figure.add_trace(go.Bar(x=rows["component"], y=rows[value], name=str(method)))
+    methods = sorted(table["method"].astype(str).unique(), key=method_sort_key)
+    for method in methods:
+        rows = table[table["method"].astype(str) == method]
+        figure.add_trace(go.Bar(x=rows["component"], y=rows[value], name=method, marker={"color": method_colour(method)}))
     figure.update_layout(
         barmode="group", yaxis_title=value, xaxis_title="component", title=f"{value} vs exact patching"
     )

@@ -2,8 +2,10 @@
 
 :func:`interp.viz.patching.compare` puts two results side by side; :func:`difference` shows where
 they disagree, cell by cell (second minus first, on a diverging scale centred on 0), for two runs of
-the same sweep, e.g. denoising vs noising, two models of one family, or two prompt sets. Hovering a
-cell gives both values and their difference.
+the same sweep, e.g. denoising vs noising, two models of one family, or two prompt sets. Both are
+read as *effects* (patched minus the unpatched base run, normalised by default), whose no-effect
+value is 0 in either direction: normalised values are not comparable across directions (no effect
+is 0 for denoising but 1 for noising). Hovering a cell gives both values and their difference.
 """
 
 from __future__ import annotations
@@ -36,13 +38,18 @@ def difference(
     normalized: bool = True,
     fixed: Mapping[str, int] | None = None,
     names: tuple[str, str] = ("first", "second"),
+    quantity: str | None = None,
 ) -> go.Figure:
-    """Heatmap of ``second - first`` mean values per cell (both results must share their grid)."""
+    """Heatmap of ``second - first`` mean effects per cell (both results must share their grid).
+
+    ``quantity`` defaults to ``normalized_effect`` (``effect`` with ``normalized=False``).
+    """
     problem = same_grid(first, second)
     if problem is not None:
         raise GridMismatchError(f"cannot take the difference: {problem}")
-    a, remaining = _select(first, first.mean(normalized), fixed or {})
-    b, _ = _select(second, second.mean(normalized), fixed or {})
+    kind = quantity or ("normalized_effect" if normalized else "effect")
+    a, remaining = _select(first, first.quantity(kind).mean(dim=0), fixed or {})
+    b, _ = _select(second, second.quantity(kind).mean(dim=0), fixed or {})
     if len(remaining) != 2:
         raise InvalidArgumentError(f"a heatmap needs two free axes; fix all but two of {list(first.axes)}")
     y_axis, x_axis = remaining
@@ -52,7 +59,7 @@ def difference(
         [f"{names[0]} {va:.3f}<br>{names[1]} {vb:.3f}<br>difference {vb - va:+.3f}" for va, vb in zip(ra, rb, strict=True)]
         for ra, rb in zip(a.tolist(), b.tolist(), strict=True)
     ]
-    label = "normalised " + first.metric if normalized else first.metric
+    label = first.quantity_label(kind)
     figure = go.Figure(
         go.Heatmap(
             z=delta.numpy(),

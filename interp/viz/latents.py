@@ -76,9 +76,39 @@ def activation_histogram(counts: Sequence[int], edges: Sequence[float], title: s
     )
     figure.update_layout(
         title=title or "activation histogram (non-zero activations)",
-        xaxis={"type": "log", "title": "activation"},
+        xaxis={"type": "log", "title": "activation (log scale)", "dtick": 1, "tickformat": ".2~g", "minor": {"showgrid": True}},
         yaxis_title="tokens",
         bargap=0,
+        height=300,
+    )
+    return figure
+
+
+def readable_token(token: str) -> str:
+    """A token as a reader can see it: a leading space as a visible ``␣``, newlines and tabs as symbols."""
+    shown = token.replace("\n", "\u21b5").replace("\t", "\u2192")
+    return "\u2423" + shown[1:] if shown.startswith(" ") else shown
+
+
+def density_histogram(
+    log10_density: Sequence[float], chosen: float | None = None, n_tokens: int | None = None, label: str = "this latent"
+) -> go.Figure:
+    """Histogram of every latent's log10 firing density, with the chosen latent's marked.
+
+    Densities are fractions of the ``n_tokens`` held-out tokens the statistics were collected on;
+    dead latents (density 0) sit at the floor of ``-10``.
+    """
+    figure = go.Figure(go.Histogram(x=list(log10_density), nbinsx=50, marker={"color": "#9ecae1"},
+                                    hovertemplate="log10 density %{x}<br>%{y} latents<extra></extra>"))
+    if chosen is not None:
+        figure.add_vline(x=chosen, line={"color": f"rgb({HIGHLIGHT})", "width": 3},
+                         annotation_text=f"{label}: {chosen:.2f}", annotation_position="top")
+    where = f" over {n_tokens:,} held-out tokens" if n_tokens else ""
+    figure.update_layout(
+        title=f"firing density of every latent{where}",
+        xaxis_title="log10 density (fraction of tokens a latent fires on)",
+        yaxis_title="latents",
+        bargap=0.05,
         height=300,
     )
     return figure
@@ -97,7 +127,7 @@ def logit_effects(
     for column, (tokens, values, colour) in enumerate(
         ((top_tokens, top_values, "#2166ac"), (bottom_tokens, bottom_values, "#b2182b")), start=1
     ):
-        labels = [repr(token) for token in tokens]
+        labels = [readable_token(str(token)) for token in tokens]
         figure.add_trace(
             go.Bar(
                 x=list(values)[::-1],
@@ -147,5 +177,16 @@ def training_curves(log: pd.DataFrame, columns: Sequence[str] = ("l0", "fvu")) -
                 row=1,
                 col=column_index,
             )
-    figure.update_layout(title="training", height=320)
+    for column_index, column in enumerate(present, start=1):
+        figure.update_xaxes(title_text="training step", row=1, col=column_index)
+        figure.update_yaxes(title_text=AXIS_NAMES.get(column, column), row=1, col=column_index)
+    figure.update_layout(title="training", height=340)
     return figure
+
+
+AXIS_NAMES = {
+    "l0": "L0 (latents firing per token)",
+    "fvu": "FVU (unexplained variance)",
+    "dead_fraction": "dead fraction",
+    "ce_recovered": "CE loss recovered",
+}

@@ -22,6 +22,14 @@ def _position_labels(tokens: Sequence[str]) -> list[str]:
     return [f"{i}:{token}" for i, token in enumerate(tokens)]
 
 
+MAX_CELL_CHARS = 6
+
+
+def _fit(token: str, limit: int) -> str:
+    """A token cut to ``limit`` characters (with an ellipsis) so the cell's text stays readable."""
+    return token if len(token) <= limit else token[: limit - 1] + "\u2026"
+
+
 def next_token_bar(inspection: PromptInspection, title: str | None = None) -> go.Figure:
     """Horizontal bars of the most likely next tokens, most likely on top."""
     labels = [repr(token) for token in inspection.next_tokens]
@@ -50,7 +58,8 @@ def lens_heatmap(inspection: PromptInspection, last_positions: int | None = None
     start = 0 if last_positions is None else max(0, len(inspection.tokens) - last_positions)
     x = _position_labels(inspection.tokens)[start:]
     z = inspection.lens_top_probs[:, start:].tolist()
-    text = [row[start:] for row in inspection.lens_top_tokens]
+    # a cell holds only what fits at a readable size; the full top token is in the hover
+    text = [[_fit(token, MAX_CELL_CHARS) for token in row[start:]] for row in inspection.lens_top_tokens]
     hover = [row[start:] for row in inspection.lens_hover]
     figure = go.Figure(
         go.Heatmap(
@@ -59,6 +68,7 @@ def lens_heatmap(inspection: PromptInspection, last_positions: int | None = None
             y=inspection.lens_rows,
             text=text,
             texttemplate="%{text}",
+            textfont={"size": 12},
             customdata=hover,
             hovertemplate="%{y}, position %{x}<br>%{customdata}<extra></extra>",
             colorscale="Blues",
@@ -68,7 +78,7 @@ def lens_heatmap(inspection: PromptInspection, last_positions: int | None = None
         )
     )
     figure.update_layout(
-        title="logit lens: top token after each layer",
+        title="logit lens: top token after each layer (hover a cell for the top tokens)",
         xaxis_title="position",
         yaxis_title="residual stream after",
         yaxis={"autorange": "reversed"},

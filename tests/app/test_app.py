@@ -50,7 +50,8 @@ def store_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     resid = {"sweep": "resid_pre", "positions": tail}
     run_config(PatchConfig.model_validate({
         "model": "tiny-llama", "task": task,
-        "sweeps": [resid, {"sweep": "head_z"}, {"sweep": "head_z_by_pos", "layers": [1], "heads": [0, 1], "positions": tail[-3:]}],
+        "sweeps": [resid, {"sweep": "head_z"}, {"sweep": "head_z_by_pos", "layers": [1], "heads": [0, 1], "positions": tail[-3:]},
+                   {"sweep": "resid_pre", "positions": "named"}],
     }), store)
     run_config(PatchConfig.model_validate({
         "model": "tiny-llama", "task": task, "direction": "noising", "sweeps": [resid],
@@ -176,6 +177,50 @@ def test_patching_heatmap_matches_the_stored_result(store_root: Path, monkeypatc
     assert len(overlay["customdata"]) == n_layers * n_pos
     assert overlay["hovertemplate"] and overlay.get("hoverinfo") != "skip"
     assert heat["data"][0]["x"][-1] == result.position_labels[result.coords["pos"][-1]]  # tokens label positions
+    trace = heat["data"][0]
+    assert trace["zmid"] == 0.0 and trace["zmin"] == -trace["zmax"]  # denoising: no effect (0) at the centre
+    assert "normalised" in trace["colorbar"]["title"]["text"] and "sufficient" in heat["layout"]["title"]["text"]
+    assert heat["layout"]["xaxis"]["title"]["text"] and heat["layout"]["yaxis"]["title"]["text"] == "layer"
+
+
+def test_noising_heatmap_is_centred_on_its_no_effect_value(store_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rid = run_id(store_root, "patching", "noising")
+    at = open_page(store_root, "views/patching.py", monkeypatch, run=rid)
+    assert_clean(at)
+    result = load_result(RunStore(store_root).get(rid), "sweep0_resid_pre")
+    trace = charts(at)[0]["data"][0]
+    assert np.allclose(array(trace["z"]), result.mean().numpy(), atol=1e-6)
+    assert trace["zmid"] == 1.0  # noising: a patch that changes nothing leaves the clean value, 1
+    assert trace["zmin"] == pytest.approx(2.0 - trace["zmax"])
+    assert trace["zmax"] == pytest.approx(1.0 + float((result.mean() - 1).abs().max()))
+    assert "necessary" in charts(at)[0]["layout"]["title"]["text"]
+
+
+def test_named_positions_label_the_axis_and_show_each_examples_token(
+    store_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rid = run_id(store_root, "patching", "denoising")
+    run = RunStore(store_root).get(rid)
+    result = load_result(run, "sweep3_resid_pre")
+    assert result.positions == "named"
+    at = open_page(store_root, "views/patching.py", monkeypatch, run=rid, **{f"result-{rid}": "sweep3_resid_pre"})
+    assert_clean(at)
+    heat, drill = charts(at)[:2]
+    assert list(heat["data"][0]["x"]) == result.position_labels[: len(heat["data"][0]["x"])]
+    assert heat["layout"]["xaxis"]["title"]["text"] == "named position"
+    key = f"cell-{rid}-sweep3_resid_pre"
+    io = result.position_labels.index("IO")
+    at.selectbox(key=f"{key}-pos").set_value(io).run()
+    assert_clean(at)
+    task = run.read_table("task")
+    table = at.dataframe[-1].value
+    assert list(table["patched token"]) == list(task["token IO"])
+    assert [t.split(":")[1].strip() for t in table["patched token"]] == list(task["io"])
+    assert list(table.columns)[-2:] == ["clean", "corrupt"]  # prompts last
+    assert list(table.columns)[:3] == ["example", "patched token", "normalised"]  # key numbers first
+    drill = charts(at)[1]
+    assert [t.split("<br>")[1] for t in drill["layout"]["xaxis"]["ticktext"]] == list(task["token IO"])
+    assert "normalised" in drill["layout"]["yaxis"]["title"]["text"]
 
 
 def test_patching_cell_drilldown_shows_per_example_values_and_prompts(
@@ -188,7 +233,7 @@ def test_patching_cell_drilldown_shows_per_example_values_and_prompts(
     at.selectbox(key=f"{key}-layer").set_value(1)
     at.selectbox(key=f"{key}-pos").set_value(result.coords["pos"][2]).run()
     assert_clean(at)
-    table = at.dataframe[0].value
+    table = at.dataframe[-1].value
     assert list(table["patched"]) == pytest.approx(result.values[:, 1, 2].tolist())
     assert list(table["normalised"]) == pytest.approx(result.normalized()[:, 1, 2].tolist())
     assert table["clean"].str.len().min() > 10 and "corrupt" in table
@@ -216,6 +261,15 @@ def test_patching_compares_denoising_with_noising(store_root: Path, monkeypatch:
     titles = [a["text"] for a in side_by_side["layout"]["annotations"]]
     assert titles[0].startswith("A: denoising") and titles[1].startswith("B: noising")
     assert delta["data"][0]["type"] == "heatmap" and "B minus A" in delta["layout"]["title"]["text"]
+    store = RunStore(store_root)
+    a = load_result(store.get(rid), "sweep0_resid_pre")
+    b = load_result(store.get(run_id(store_root, "patching", "noising")), "sweep0_resid_pre")
+    effect_a, effect_b = (r.quantity("normalized_effect").mean(0).numpy() for r in (a, b))
+    assert np.allclose(effect_b, b.mean().numpy() - 1.0, atol=1e-6)  # noising effect: normalised minus 1
+    panels = side_by_side["data"]
+    assert np.allclose(array(panels[0]["z"]), effect_a, atol=1e-6) and np.allclose(array(panels[1]["z"]), effect_b, atol=1e-6)
+    assert all(p["zmid"] == 0.0 for p in panels) and panels[0]["zmax"] == panels[1]["zmax"]
+    assert np.allclose(array(delta["data"][0]["z"]), effect_b - effect_a, atol=1e-6)
 
 
 def test_attribution_page_shows_the_stored_r_table_and_scatter(store_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -233,6 +287,15 @@ def test_attribution_page_shows_the_stored_r_table_and_scatter(store_root: Path,
     assert {t["name"].split(" ")[0] for t in scatter["data"][:-1]} == {"atp", "atp*"}
     at.selectbox(key=f"component-{rid}").set_value("head_z").run()
     assert_clean(at)
+    comparison = load_comparison(RunStore(store_root).get(rid))
+    heat = charts(at)[-1]
+    exact, estimate = heat["data"][:2]
+    assert np.allclose(array(exact["z"]), comparison.exact["head_z"].effects().mean(0).numpy(), atol=1e-6)
+    method = at.selectbox(key=f"heat-{rid}-head_z").value
+    assert np.allclose(array(estimate["z"]), comparison.estimates[method]["head_z"].effects().mean(0).numpy(), atol=1e-6)
+    assert exact["zmid"] == estimate["zmid"] == 0.0 and exact["zmin"] == -exact["zmax"]
+    assert "effect" in heat["layout"]["title"]["text"]
+    assert heat["layout"]["xaxis"]["title"]["text"] == "head" and heat["layout"]["yaxis"]["title"]["text"] == "layer"
 
 
 def test_feature_circuit_page_shows_curves_costs_and_latent_contexts(store_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -354,3 +417,89 @@ def test_delete_needs_the_run_id_typed(store_root: Path, tmp_path: Path, monkeyp
     assert not at.exception
     assert [info.id for info in RunStore(tmp_path).list()] == [keeper]
     assert at.dataframe[0].value["id"].tolist() == [keeper]
+
+
+# ------------------------------------------------------------------ links and state in the URL
+
+
+def page_links(at: AppTest) -> list[tuple[str, dict[str, str]]]:
+    from urllib.parse import parse_qsl
+
+    return [(link.proto.page, dict(parse_qsl(link.proto.query_string))) for link in at.get("page_link")]
+
+
+def test_a_head_cell_links_to_the_model_page_with_its_head_and_prompt(
+    store_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rid = run_id(store_root, "patching", "denoising")
+    run = RunStore(store_root).get(rid)
+    result = load_result(run, "sweep1_head_z")
+    at = open_page(store_root, "views/patching.py", monkeypatch, run=rid, **{f"result-{rid}": "sweep1_head_z"})
+    key = f"cell-{rid}-sweep1_head_z"
+    at.selectbox(key=f"{key}-layer").set_value(2)
+    at.selectbox(key=f"{key}-head").set_value(3).run()
+    assert_clean(at)
+    assert at.query_params["result"] == "sweep1_head_z" and at.query_params["layer"] == "2"
+    assert at.query_params["head"] == "3"
+    example = int(result.quantity("effect")[:, 2, 3].abs().argmax())
+    (page, params), = [link for link in page_links(at) if "model" in link[0]]
+    assert params == {"model": "tiny-llama", "layer": "2", "head": "3", "prompt": run.read_table("task")["clean"][example]}
+
+    model_page = open_page(store_root, "views/model.py", monkeypatch)
+    model_page.query_params.update(params)
+    model_page.run()
+    assert_clean(model_page)
+    assert model_page.selectbox(key="layer").value == 2 and model_page.selectbox(key="head").value == 3
+    assert model_page.text_area(key="prompt").value == params["prompt"]
+    assert "layer 2 head 3" in charts(model_page)[2]["layout"]["title"]["text"]
+
+
+def test_a_strongest_cells_row_opens_that_cell(store_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rid = run_id(store_root, "patching", "noising")
+    at = open_page(store_root, "views/patching.py", monkeypatch, run=rid)
+    result = load_result(RunStore(store_root).get(rid), "sweep0_resid_pre")
+    strongest = at.dataframe[0].value
+    distance = (strongest["normalised mean"] - 1.0).abs()  # noising: ranked by distance from 1
+    assert list(distance) == sorted(distance, reverse=True)
+    key = f"cell-{rid}-sweep0_resid_pre"
+    assert (at.selectbox(key=f"{key}-layer").value, at.selectbox(key=f"{key}-pos").value) == (
+        int(strongest["layer"].iloc[0]), int(strongest["pos"].iloc[0]))
+    assert result.coords["pos"]
+
+
+def test_sidebar_navigation_keeps_the_run_and_the_cell(store_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rid = run_id(store_root, "patching", "noising")
+    at = open_page(store_root, "views/patching.py", monkeypatch, run=rid)
+    key = f"cell-{rid}-sweep0_resid_pre"
+    result = load_result(RunStore(store_root).get(rid), "sweep0_resid_pre")
+    at.selectbox(key=f"{key}-pos").set_value(result.coords["pos"][1]).run()
+    at.switch_page("views/overview.py").run()
+    at.query_params.clear()  # what the sidebar's links do
+    at.switch_page("views/patching.py").run()
+    assert_clean(at)
+    assert at.selectbox(key="run-patching").value == rid
+    assert at.selectbox(key=f"{key}-pos").value == result.coords["pos"][1]
+
+
+def test_an_sae_latent_runs_on_the_model_page(store_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from interp.sae import load as load_sae
+
+    rid = run_id(store_root, "sae")
+    at = open_page(store_root, "views/sae.py", monkeypatch)
+    latent = at.selectbox(key=f"latent-{rid}-topk").value
+    (page, params), = [link for link in page_links(at) if "model" in link[0]]
+    assert params == {"model": "tiny-llama", "sae_run": rid, "sae": "topk", "latent": str(latent)}
+    model_page = open_page(store_root, "views/model.py", monkeypatch)
+    model_page.query_params.update(params)
+    model_page.run()
+    assert_clean(model_page)
+    body = [h.proto.body for h in model_page.get("html") if "<span" in h.proto.body][-1]
+    shown = [float(v) for v in __import__("re").findall(r'title="([-0-9.]+)"', body)]
+    model, sae = load_model("tiny-llama"), load_sae(RunStore(store_root).get(rid).path / "saes" / "topk")
+    prompt = model_page.text_area(key="prompt").value
+    _, cache = model.run_with_cache(prompt, sites=[sae.site])
+    with torch.no_grad():
+        expected = sae.encode(cache[sae.site][0]).dense()[:, latent]
+    assert shown == pytest.approx(expected.tolist(), abs=1e-3)

@@ -37,7 +37,8 @@ def store_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("runs")
     task = {"n": 4, "seed": 0, "corruption": "abc", "order": "mixed"}
     width = ioi_task(load_model("tiny-llama"), **task).clean.shape[1]
-    config = {"model": "tiny-llama", "task": task, "sweeps": [{"sweep": "resid_pre", "positions": list(range(width - 8, width))}]}
+    config = {"model": "tiny-llama", "task": task,
+              "sweeps": [{"sweep": "resid_pre", "positions": list(range(width - 8, width))}, {"sweep": "head_z"}]}
     run_config(PatchConfig.model_validate(config), RunStore(root))
     return root
 
@@ -82,10 +83,46 @@ def test_patching_heatmap_renders_and_a_click_opens_the_cell(server: str, store_
                              box["y"] + (layer + 0.5) * box["height"] / n_layers)
             pos = result.coords["pos"][column]
             label = result.position_labels[pos]
-            expect(page.get_by_text(f"resid_pre at layer={layer}, pos={pos}")).to_be_visible(timeout=30_000)
+            expect(page.get_by_text(f"resid_pre at layer=L{layer}, pos={label}")).to_be_visible(timeout=30_000)
             expect(page.get_by_role("combobox", name="layer")).to_have_value(f"L{layer}")
             expect(page.get_by_role("combobox", name="pos")).to_have_value(label)
             expect(page.locator("[data-testid=stDataFrame]").first).to_be_visible()
             page.screenshot(path=str(tmp_path / "patching-cell.png"), full_page=True)
+        finally:
+            browser.close()
+
+
+def test_a_head_cell_opens_the_model_page_on_that_head_and_prompt(server: str, store_root: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    store = RunStore(store_root)
+    run_id = store.list("patching")[0].id
+    result = load_result(store.get(run_id), "sweep1_head_z")
+    task = store.get(run_id).read_table("task")
+    n_layers, n_heads = result.grid_shape
+    layer, head = n_layers - 1, 1
+    effect = result.quantity("effect")[:, layer, head]
+    example = int(effect.abs().argmax())
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium(), headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1600})
+            page.goto(f"{server}/patching?run={run_id}&result=sweep1_head_z")
+            chart = page.locator(".stPlotlyChart").first
+            expect(chart.locator(".nsewdrag")).to_be_visible(timeout=60_000)
+            box = chart.locator(".nsewdrag").bounding_box()
+            assert box is not None
+            page.mouse.click(box["x"] + (head + 0.5) * box["width"] / n_heads,
+                             box["y"] + (layer + 0.5) * box["height"] / n_layers)
+            expect(page.get_by_role("combobox", name="head")).to_have_value(f"H{head}", timeout=30_000)
+            assert f"head={head}" in page.url and f"layer={layer}" in page.url  # the chosen cell is in the address
+            link = page.get_by_role("link", name=f"Open layer {layer} head {head} on example {example}'s prompt")
+            expect(link).to_be_visible(timeout=30_000)
+            link.click()
+            expect(page.get_by_role("combobox", name="Attention head")).to_have_value(str(head), timeout=90_000)
+            expect(page.get_by_role("combobox", name="Attention layer")).to_have_value(str(layer))
+            expect(page.get_by_label("Prompt")).to_have_value(task["clean"][example])
+            expect(page.locator(".stPlotlyChart").nth(2)).to_contain_text(f"layer {layer} head {head}", timeout=60_000)
+            expect(page.locator("[data-testid=stException]")).to_have_count(0)
         finally:
             browser.close()
