@@ -11,11 +11,11 @@ method's ranking needs to find the true top components, with the false-negative 
 from __future__ import annotations
 
 import streamlit as st
-from browse import choose_run, page_help, show_config, reading, stamp
+from browse import choose_run, page_help, reading, show_config, stamp
 
 from interp.attribution import Comparison, load_comparison
-from interp.runs import RUNNING, Run
 from interp.attribution.recall import recall_summary
+from interp.runs import RUNNING, Run
 from interp.viz.attribution import correlation_bars, method_sort_key, recall_cost, scatter
 from interp.viz.patching import compare
 

@@ -14,9 +14,9 @@ import torch
 from browse import page_help, store
 
 from interp.errors import InterpError
+from interp.lens import PromptInspection, inspect_prompt
 from interp.model import Model
 from interp.models import DEFAULT_MODEL, load_model
-from interp.lens import PromptInspection, inspect_prompt
 from interp.sae import SAE
 from interp.sae import load as load_sae
 from interp.viz.latents import context_html

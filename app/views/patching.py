@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 import streamlit as st
-from browse import choose_run, page_help, show_config, keep_in_url, reading, stamp, store, url_value
+from browse import choose_run, keep_in_url, page_help, reading, show_config, stamp, store, url_value
 from browse import run_label as describe_run
 
 from interp.errors import InterpError
