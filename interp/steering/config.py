@@ -73,7 +73,7 @@ class VectorsConfig(RunModel):
     @model_validator(mode="after")
     def _swept_method_is_built(self) -> VectorsConfig:
         if self.sweep.method not in self.methods:
-            raise ValueError(f"sweep.method {self.sweep.method!r} is not among methods {self.methods}; add it there")
+            raise ConfigError(f"sweep.method {self.sweep.method!r} is not among methods {self.methods}; add it there")
         return self
 
 
