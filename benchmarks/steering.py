@@ -22,7 +22,7 @@ import os
 import platform
 import re
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy
@@ -31,8 +31,8 @@ import torch
 if not hasattr(numpy, "float_"):
     numpy.float_ = numpy.float64  # repeng 0.4 still names numpy.float_, an alias numpy 2 removed
 
-import interp  # noqa: E402
-from interp.steering import TokenScore, build_vectors, load_contrast, steer, strength_sweep  # noqa: E402
+import interp
+from interp.steering import TokenScore, build_vectors, load_contrast, steer, strength_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "BENCHMARKS.md"
@@ -69,6 +69,7 @@ def extraction(model: interp.Model) -> list[tuple[str, float]]:
 
 def generation(model: interp.Model, vectors) -> list[tuple[str, float]]:
     import repeng
+
     from interp.steering import to_steering_vector
 
     one = steer(vectors, 0.25, "norm", layers=[15])
@@ -161,14 +162,14 @@ def section(facts: dict, extract_rows, gen_rows, sweep) -> str:
 
 def write(text: str) -> None:
     current = BENCHMARKS.read_text() if BENCHMARKS.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |\Z)", re.S | re.M)
+    pattern = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |\Z)", re.DOTALL | re.MULTILINE)
     updated = pattern.sub(lambda _: text + "\n", current) if pattern.search(current) else current.rstrip("\n") + "\n\n" + text
     BENCHMARKS.write_text(updated)
 
 
 def main() -> None:
     model = interp.load_model()
-    facts = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "load": os.getloadavg()[0], "layers": model.dims.n_layers}
+    facts = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "load": os.getloadavg()[0], "layers": model.dims.n_layers}
     extract_rows = extraction(model)
     print(extract_rows, flush=True)
     vectors = build_vectors(model, load_contrast(ROOT / "data/steering/sentiment.jsonl"), layers=[9, 15, 21])["mean_diff"]

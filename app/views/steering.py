@@ -67,7 +67,7 @@ def show_dac() -> None:
 
 
 def playground() -> None:
-    run, info = choose_run("steering", label="Vectors from run", key="play-run")
+    run, _ = choose_run("steering", label="Vectors from run", key="play-run")
     methods = run.config.get("methods", ["mean_diff"])
     method = st.selectbox("Method", methods, key="play-method")
     with reading(f"vectors {method!r}", run):

@@ -57,6 +57,31 @@ _EXPORTS = {
     "strength_sweep": "interp.steering.sweep",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "ContrastPair",
+    "ContrastSet",
+    "DACProperty",
+    "DACResult",
+    "LatentClamp",
+    "METHODS",
+    "SteeredRun",
+    "SweepResult",
+    "TokenScore",
+    "VectorScore",
+    "ablate",
+    "build_vectors",
+    "clamp_latent",
+    "dac_deltas",
+    "dac_generate",
+    "evaluate",
+    "extract_vectors",
+    "from_gguf",
+    "from_steering_vector",
+    "load_contrast",
+    "steer",
+    "steer_latent",
+    "strength_sweep",
+    "to_steering_vector",
+]
 
 lazy_exports(__name__, _EXPORTS)

@@ -17,7 +17,16 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from interp.config import ConfigError, ConfigModel, Dtype, apply_overrides, check_device, parse_overrides, read_mapping, validate
+from interp.config import (
+    ConfigError,
+    ConfigModel,
+    Dtype,
+    apply_overrides,
+    check_device,
+    parse_overrides,
+    read_mapping,
+    validate,
+)
 
 
 class RunModel(ConfigModel):

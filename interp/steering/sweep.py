@@ -84,7 +84,7 @@ def strength_sweep(
     chosen = list(vectors.layers if layers is None else layers)
     for layer in chosen:
         vectors.site(layer)
-    settings = dict(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed, score=score)
+    settings = {"max_new_tokens": max_new_tokens, "temperature": temperature, "seed": seed, "score": score}
     baseline = evaluate(model, list(prompts), [], **settings)
     base_summary = baseline.summary()
     table, steps, samples = [], [], []

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
 
 import interp
 from interp.steering import ContrastSet, TokenScore, VectorScore, evaluate, extract_vectors, steer, strength_sweep

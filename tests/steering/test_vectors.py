@@ -9,7 +9,15 @@ import torch
 
 import interp
 from interp.errors import InvalidArgumentError
-from interp.steering import ContrastSet, build_vectors, extract_vectors, from_gguf, from_steering_vector, load_contrast, to_steering_vector
+from interp.steering import (
+    ContrastSet,
+    build_vectors,
+    extract_vectors,
+    from_gguf,
+    from_steering_vector,
+    load_contrast,
+    to_steering_vector,
+)
 from interp.steering.methods import logistic, pca_diff
 from interp.vectors import load_vectors
 from tests.steering.anchors import repeng
