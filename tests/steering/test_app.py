@@ -76,3 +76,9 @@ def test_dac_section_and_playground(store_root: Path, monkeypatch: pytest.Monkey
     assert len(codes) == 2 and codes[0] != codes[1], codes
     assert any(c.value.startswith("kl ") for c in at.caption)
     assert json.loads(at.get("plotly_chart")[-1].proto.spec)["data"][0]["type"] == "heatmap"
+
+
+def test_empty_store_says_how_to_make_a_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = open_page(tmp_path, monkeypatch)
+    assert not at.exception
+    assert "interp steer data/steer_demo.yaml" in " ".join(i.value for i in at.info)
