@@ -1,7 +1,7 @@
 """The interp results browser: ``interp app [--runs DIR]``, or ``streamlit run app/Home.py -- --runs DIR``.
 
 One page per result kind (activation patching, attribution vs exact patching, sparse autoencoders,
-sparse feature circuits),
+sparse feature circuits, steering),
 a runs overview, and a live model page. The pages read runs only through :mod:`interp.runs` and
 draw them with :mod:`interp.viz`; they never compute what the library stored, and never write into
 a run (the overview's delete, after confirmation, is the one write). This file is the frame around
@@ -22,6 +22,7 @@ pages = {
         st.Page("views/attribution.py", title="Attribution vs exact", icon=":material/scatter_plot:", url_path="attribution"),
         st.Page("views/sae.py", title="Sparse autoencoders", icon=":material/hub:", url_path="sae"),
         st.Page("views/features.py", title="Feature circuits", icon=":material/account_tree:", url_path="features"),
+        st.Page("views/steering.py", title="Steering", icon=":material/tune:", url_path="steering"),
     ],
     "Live": [st.Page("views/model.py", title="Model", icon=":material/psychology:", url_path="model")],
 }

@@ -32,12 +32,16 @@ PAGES = {
     "patching": "views/patching.py",
     "attribution": "views/attribution.py",
     "sae": "views/sae.py",
+    "steering": "views/steering.py",
+    "dac": "views/steering.py",
 }
 MAKE_RUNS = {
     "patching": "interp patch data/ioi_demo.yaml",
     "attribution": "interp attribute data/ioi_attribution.yaml",
     "sae": "interp sae train data/sae_topk.yaml",
     "feature_circuit": "interp attribute data/feature_circuit_demo.yaml --set sae_run=SAE_RUN_ID",
+    "steering": "interp steer data/steer_demo.yaml",
+    "dac": "interp steer DAC_CONFIG.yaml (kind: dac)",
 }
 RUN_PARAM = "run"
 

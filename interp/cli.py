@@ -1,4 +1,4 @@
-"""The ``interp`` command line: batch patching sweeps, the runs store, and the demo.
+"""The ``interp`` command line: batch patching sweeps, steering runs, the runs store, and the demo.
 
 Sub-commands that belong to one method live next to its code and are mounted here. Every command's
 errors end in one line (:mod:`interp.cli_errors`); ``interp --debug COMMAND`` shows the traceback.
@@ -124,9 +124,11 @@ def _mount() -> None:
     from interp.app_cli import app as app_command
     from interp.attribution.cli import attribute
     from interp.sae.cli import app as sae_app
+    from interp.steering.cli import steer
 
     app.command("app")(app_command)
     app.command("attribute")(attribute)
+    app.command("steer")(steer)
     app.add_typer(sae_app, name="sae")
 
 

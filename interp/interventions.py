@@ -350,6 +350,37 @@ class MaskedPatch(Intervention):
         return torch.where(self.mask.to(value.device), source, value)
 
 
+@dataclass(frozen=True, kw_only=True)
+class ProjectOut(Intervention):
+    """Remove (a multiple of) the component along ``direction``: ``x - scale * (x . u) u``, ``u = direction / |direction|``.
+
+    ``scale=1`` is directional ablation: the selected activations end orthogonal to the direction
+    (steering-vectors' ``ablation_operator``, refusal-direction ablation). The direction spans the
+    site's trailing axes (``d_model``, or ``(heads, d_head)`` at ``z``); a zero direction changes nothing.
+    """
+
+    direction: Float[torch.Tensor, "..."]
+    scale: float = 1.0
+    kind: ClassVar[str] = "project_out"
+    _tensor_fields: ClassVar[tuple[str, ...]] = ("direction",)
+
+    def new_value(self, value: torch.Tensor, site: Site) -> torch.Tensor:
+        trailing = self.direction.ndim
+        if trailing == 0 or tuple(self.direction.shape) != tuple(value.shape[value.ndim - trailing :]):
+            raise InterventionError(
+                f"project_out at {site.name!r}: direction of shape {tuple(self.direction.shape)} must match the "
+                f"site's trailing axes {tuple(value.shape[1:])} (axes {site.axes})"
+            )
+        direction = self.direction.to(device=value.device, dtype=value.dtype)
+        norm = direction.norm()
+        if norm == 0:
+            return value
+        unit = direction / norm
+        dims = tuple(range(value.ndim - trailing, value.ndim))
+        along = (value * unit).sum(dim=dims, keepdim=True)
+        return value - self.scale * along * unit
+
+
 ReplaceFn = Callable[[torch.Tensor, str], torch.Tensor]
 REPLACE_FNS: dict[str, ReplaceFn] = {}
 """Functions :func:`load_interventions` may name in a file, by import path (``module:qualname``)."""
@@ -397,7 +428,7 @@ def _replace_fn(path: str, trust_code: bool) -> ReplaceFn:
 
 
 KINDS: dict[str, type[Intervention]] = {
-    cls.kind: cls for cls in (Patch, Add, Scale, Zero, MeanAblate, Replace, MaskedPatch)
+    cls.kind: cls for cls in (Patch, Add, Scale, Zero, MeanAblate, Replace, MaskedPatch, ProjectOut)
 }
 
 

@@ -1,0 +1,116 @@
+"""Running a steering config into the results store (``interp steer CONFIG``).
+
+A ``vectors`` run writes, through :mod:`interp.runs`:
+
+* ``vectors/<method>/``: each method's :class:`~interp.vectors.LayerVectors` (safetensors + JSON,
+  loadable with :func:`interp.vectors.load_vectors` from :func:`vectors_dir`);
+* tables ``sweep`` (layer x strength: KL, entropy, perplexity, score), ``steps`` (per generated
+  token) and ``samples`` (steered and baseline texts);
+* the manifest summary: per layer, the strength with the largest score change and its KL.
+
+A ``dac`` run writes each property's per-step vectors (tensor file ``deltas``), the table ``trace``
+(intensity and KL per prompt, step and property) and ``samples`` (DAC and unsteered texts).
+
+:data:`RUNNERS` maps a config ``kind`` to its runner.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from interp.config import DTYPES
+from interp.models import load_model
+from interp.runs import Run, RunStore, lifecycle
+from interp.steering.config import DACConfig, RunModel, VectorsConfig
+from interp.steering.contrast import load_contrast
+from interp.steering.dac import dac_deltas, dac_generate
+from interp.steering.evaluate import TokenScore
+from interp.steering.extract import build_vectors, model_info
+from interp.steering.sweep import strength_sweep
+
+Progress = Callable[[int, int], None]
+VECTORS_DIR = "vectors"
+
+
+def vectors_dir(run: Run, method: str) -> Path:
+    """Where a run keeps the vectors of ``method`` (read them with :func:`interp.vectors.load_vectors`)."""
+    return Path(run.path) / VECTORS_DIR / method
+
+
+def _summary(table: pd.DataFrame) -> dict[str, Any]:
+    best = {}
+    for layer, rows in table.groupby("layer"):
+        moved = rows[rows.strength != 0]
+        if moved.empty or moved.score_delta.isna().all():
+            continue
+        top = moved.loc[moved.score_delta.idxmax()]
+        best[str(layer)] = {"strength": float(top.strength), "score_delta": float(top.score_delta), "kl": float(top.kl)}
+    return {"best_per_layer": best, "rows": len(table)}
+
+
+def run_vectors(config: VectorsConfig, store: RunStore, resume: str | None = None, progress: Progress | None = None) -> Run:
+    """Extract, save and sweep (see the module docstring)."""
+    torch.manual_seed(0)
+    model = load_model(config.model, device=config.device, dtype=DTYPES[config.dtype])
+    contrast = load_contrast(config.data).take(config.pairs)
+    dataset = {"name": Path(config.data).name, "pairs": len(contrast), "hash": contrast.hash()}
+    with lifecycle(store, "steering", config.model_dump(), model=model_info(model), dataset=dataset, resume=resume) as run:
+        built = build_vectors(model, contrast, config.site, config.layers, config.methods, config.token, config.pair_index)
+        for method, vectors in built.items():
+            vectors.save(vectors_dir(run, method))
+        score = TokenScore.from_words(model, config.score.positive, config.score.negative) if config.score.positive else None
+        sweep = config.sweep
+        result = strength_sweep(
+            model, built[sweep.method], sweep.prompts, sweep.strengths, sweep.layers, sweep.unit, sweep.scope,
+            sweep.max_new_tokens, sweep.temperature, sweep.seed, score, progress,
+        )
+        run.write_table("sweep", result.table)
+        run.write_table("steps", result.steps)
+        run.write_table("samples", result.samples)
+        run.finish(_summary(result.table))
+    return run
+
+
+def run_dac(config: DACConfig, store: RunStore, resume: str | None = None, progress: Progress | None = None) -> Run:
+    """Per-step property vectors, then DAC generation next to unsteered generation."""
+    torch.manual_seed(0)
+    model = load_model(config.model, device=config.device, dtype=DTYPES[config.dtype])
+    dataset = {"properties": [p.name for p in config.properties], "files": [Path(p.data).name for p in config.properties]}
+    with lifecycle(store, "dac", config.model_dump(), model=model_info(model), dataset=dataset, resume=resume) as run:
+        properties = []
+        total = len(config.properties) + 1
+        for index, spec in enumerate(config.properties):
+            contrast = load_contrast(spec.data).take(spec.pairs)
+            prop = dac_deltas(model, contrast.positives, contrast.negatives, spec.steps, spec.site, spec.layers, spec.name)
+            run.write_tensors(f"deltas_{index}", {"deltas": prop.deltas}, {"name": prop.name, "site": prop.kind, "layers": ",".join(map(str, prop.layers))})
+            properties.append(prop)
+            if progress is not None:
+                progress(index + 1, total)
+        result = dac_generate(
+            model, config.prompts, properties, config.max_new_tokens, config.top_p, config.alpha_start, config.alpha_max
+        )
+        plain = model.generate(config.prompts, max_new_tokens=config.max_new_tokens)
+        run.write_table("trace", result.trace())
+        run.write_table(
+            "samples",
+            pd.DataFrame({"row": range(len(config.prompts)), "prompt": config.prompts, "baseline": plain.texts, "steered": result.texts}),
+        )
+        if progress is not None:
+            progress(total, total)
+        mean_alpha = {name: float(result.alphas[..., j].mean()) for j, name in enumerate(result.names)}
+        run.finish({"mean_alpha": mean_alpha})
+    return run
+
+
+RUNNERS: dict[str, Callable[..., Run]] = {"vectors": run_vectors, "dac": run_dac}
+"""Config ``kind`` -> runner ``(config, store, resume, progress) -> Run``."""
+
+
+def run_config(config: RunModel, store: RunStore, resume: str | None = None, progress: Progress | None = None) -> Run:
+    """Run any steering config by its ``kind``."""
+    return RUNNERS[config.kind](config, store, resume, progress)  # type: ignore[attr-defined]
