@@ -2,12 +2,23 @@
 
 :func:`run_tcav` does, from one seed:
 
-1. draws ``n_random + 1`` random sets from a pool of ordinary text (``random_0`` is held back as
-   the null's counterpart);
+1. draws random sets from a pool of ordinary text;
 2. reads the pooled activations of every prompt of every set at every requested layer in one pass
    (:func:`~interp.concepts.reading.read_layers`);
-3. trains, for each concept, one CAV per layer against each ``random_i`` (``i = 1..N``), and the
-   null CAVs ``random_0`` vs ``random_i``;
+3. trains ``N`` concept CAVs per layer and ``N`` random-vs-random CAVs (the null), in one of two
+   designs:
+
+   * ``disjoint`` (default): the concept's examples are split into ``N`` disjoint parts; run ``i``
+     is part ``i`` against random set ``i``, and null run ``i`` is random set ``N+i`` against
+     random set ``2N+i``. No two runs share data, so given the target's gradients the ``2N``
+     scores are independent and, when the concept is no different from random text, identically
+     distributed: the t-test and the permutation test hold their nominal level;
+   * ``shared`` (the reference protocol): the whole concept set against each of ``random_1..N``,
+     and the null ``random_0`` against each ``random_i``. Every concept run shares the concept set
+     (and every null run ``random_0``), so scores within a group are correlated and the tests are
+     too liberal: on a planted model with a concept that is pure noise, about a third of tests
+     reject at 0.05 (see the tests). Use it to compare with the reference, not to decide;
+
 4. takes the target metric's pooled gradients at every layer once
    (:func:`~interp.concepts.tcav.sensitivities`) and scores every CAV by dot products;
 5. tests each (concept, layer) against the null (:mod:`interp.concepts.significance`) and corrects
@@ -21,7 +32,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
+import numpy as np
 import pandas as pd
 import torch
 from jaxtyping import Float
@@ -37,6 +50,8 @@ from interp.errors import InvalidArgumentError
 from interp.model import Model
 from interp.vectors import LayerVectors, data_hash
 
+Design = Literal["disjoint", "shared"]
+DESIGNS: tuple[str, ...] = ("disjoint", "shared")
 NULL = "random"  # the concept name under which random-vs-random scores are reported
 Progress = Callable[[str], None]
 
@@ -57,6 +72,48 @@ class TCAVResult:
         if concept not in self.cavs:
             raise InvalidArgumentError(f"no concept {concept!r}; have {sorted(self.cavs)}")
         return self.cavs[concept][0]
+
+
+def n_random_sets(design: Design, n_random: int) -> int:
+    """How many random sets a design draws for ``n_random`` runs."""
+    return 3 * n_random if design == "disjoint" else n_random + 1
+
+
+def _pairs(
+    blocks: dict[str, Tensor], concepts: Sequence[ConceptSet], randoms: Sequence[ConceptSet], design: Design, seed: int
+) -> dict[str, list[tuple[tuple[str, str], Tensor, Tensor]]]:
+    """Per concept (and :data:`NULL`): ``((positive, negative) names, positive acts, negative acts)`` per run."""
+    if design not in DESIGNS:
+        raise InvalidArgumentError(f"design {design!r} is unknown; use one of {', '.join(DESIGNS)}")
+    n = len(randoms) // 3 if design == "disjoint" else len(randoms) - 1
+    if n < 2 or len(randoms) != n_random_sets(design, n):
+        raise InvalidArgumentError(
+            f"{len(randoms)} random sets do not fit the {design!r} design; draw n_random_sets(design, n_random) "
+            "sets with n_random >= 2"
+        )
+    if design == "shared":
+        pairs = {c.name: [((c.name, r.name), blocks[c.name], blocks[r.name]) for r in randoms[1:]] for c in concepts}
+        pairs[NULL] = [((randoms[0].name, r.name), blocks[randoms[0].name], blocks[r.name]) for r in randoms[1:]]
+        return pairs
+    pairs = {}
+    for index, concept in enumerate(concepts):
+        size = len(concept) // n
+        if size < 4:
+            raise InvalidArgumentError(
+                f"concept {concept.name!r} has {len(concept)} examples: the disjoint design splits it into "
+                f"{n} parts and needs at least 4 per part; give more examples, fewer random runs, or design='shared'"
+            )
+        order = torch.from_numpy(np.random.default_rng([seed, index]).permutation(len(concept)))
+        pairs[concept.name] = [
+            ((f"{concept.name}[{i}]", randoms[i].name), blocks[concept.name][:, order[i * size : (i + 1) * size]],
+             blocks[randoms[i].name])
+            for i in range(n)
+        ]
+    pairs[NULL] = [
+        ((randoms[n + i].name, randoms[2 * n + i].name), blocks[randoms[n + i].name], blocks[randoms[2 * n + i].name])
+        for i in range(n)
+    ]
+    return pairs
 
 
 def _derivatives(sens: Sensitivities, runs: list[LayerVectors]) -> Float[Tensor, "run layer n"]:
@@ -80,6 +137,7 @@ def run_tcav(
     n_permutations: int = 2000,
     level: float = 0.05,
     seed: int = 0,
+    design: Design = "disjoint",
     batch_size: int = 16,
     progress: Progress | None = None,
 ) -> TCAVResult:
@@ -91,8 +149,11 @@ def run_tcav(
         raise InvalidArgumentError(f"concepts {names} must be non-empty with distinct names other than {NULL!r}")
     chosen, _ = layer_sites(model, kind, layers)
     note = progress or (lambda stage: None)
-    size = random_size or max(len(c) for c in concepts)
-    randoms = random_sets(random_pool, n_random + 1, size, seed)
+    if design not in DESIGNS:
+        raise InvalidArgumentError(f"design {design!r} is unknown; use one of {', '.join(DESIGNS)}")
+    part = min(len(c) for c in concepts) // n_random if design == "disjoint" else max(len(c) for c in concepts)
+    size = random_size or max(part, 2)
+    randoms = random_sets(random_pool, n_random_sets(design, n_random), size, seed)
     sets = [*concepts, *randoms]
     prompts = [p for s in sets for p in s.prompts]
     if selector.kind == "marked" and any(s.marks is None for s in sets):
@@ -108,7 +169,7 @@ def run_tcav(
     sens = sensitivities(model, target, kind, chosen, selector, batch_size)
     result = analyse(
         blocks, list(concepts), randoms, sens, classifier, balance, alpha, test_fraction, n_permutations, level, seed,
-        model=getattr(model, "name", None), progress=note,
+        design, model=getattr(model, "name", None), progress=note,
     )
     result.settings.update({
         "selector": selector.kind, "random_size": size, "metric": target.metric_name, "n_target": len(target.prompts),
@@ -128,6 +189,7 @@ def analyse(
     n_permutations: int = 2000,
     level: float = 0.05,
     seed: int = 0,
+    design: Design = "disjoint",
     model: str | None = None,
     progress: Progress | None = None,
 ) -> TCAVResult:
@@ -137,19 +199,16 @@ def analyse(
     note = progress or (lambda stage: None)
     kind, chosen = sens.kind, list(sens.layers)
     names = [c.name for c in concepts]
-    sets = [*concepts, *randoms]
+    pairs = _pairs(blocks, concepts, randoms, design, seed)
     cavs: dict[str, list[LayerVectors]] = {}
-    for name in [*names, NULL]:
+    for name, runs in pairs.items():
         note(f"CAVs: {name}")
-        positive = blocks[randoms[0].name] if name == NULL else blocks[name]
-        source = next((s for s in sets if s.name == name), randoms[0])
         cavs[name] = [
             train_cavs(
-                positive, blocks[r.name], kind, chosen, classifier, seed + i, test_fraction, balance, alpha,
-                model=model, data_hash=data_hash(list(source.prompts) + list(r.prompts)),
-                meta={"concept": source.name, "negative": r.name, },
+                positive, negative, kind, chosen, classifier, seed + i, test_fraction, balance, alpha,
+                model=model, data_hash=data_hash(label), meta={"concept": label[0], "negative": label[1]},
             )
-            for i, r in enumerate(randoms[1:], start=1)
+            for i, (label, positive, negative) in enumerate(runs, start=1)
         ]
     score_rows, example_rows = [], []
     for name, runs in cavs.items():
@@ -190,7 +249,8 @@ def analyse(
     tests["p_perm_bh"] = benjamini_hochberg(tests.p_perm)
     tests["significant"] = tests.p_bonferroni < level
     settings = {
-        "kind": kind, "layers": chosen, "classifier": classifier, "n_random": len(randoms) - 1,
+        "kind": kind, "layers": chosen, "classifier": classifier, "design": design,
+        "n_random": len(cavs[NULL]),
         "balance": balance, "alpha": alpha, "test_fraction": test_fraction,
         "n_permutations": n_permutations, "level": level, "seed": seed, "concepts": {c.name: len(c) for c in concepts},
     }
