@@ -25,7 +25,7 @@ from interp.concepts.experiment import NULL, TCAVResult, analyse, run_tcav
 from interp.concepts.reading import read_layers
 from interp.concepts.selection import TokenSelector
 from interp.concepts.significance import benjamini_hochberg, bonferroni, compare_scores
-from interp.concepts.tcav import Sensitivities, Target, sensitivities, tcav_scores
+from interp.concepts.tcav import Sensitivities, Target, load_target, sensitivities, tcav_scores
 
 __all__ = [
     "CLASSIFIERS",
@@ -42,6 +42,7 @@ __all__ = [
     "compare_scores",
     "fit_cav",
     "load_concept",
+    "load_target",
     "random_sets",
     "read_layers",
     "run_tcav",

@@ -152,8 +152,10 @@ def run_tcav(
     if design not in DESIGNS:
         raise InvalidArgumentError(f"design {design!r} is unknown; use one of {', '.join(DESIGNS)}")
     part = min(len(c) for c in concepts) // n_random if design == "disjoint" else max(len(c) for c in concepts)
-    size = random_size or max(part, 2)
-    randoms = random_sets(random_pool, n_random_sets(design, n_random), size, seed)
+    n_sets = n_random_sets(design, n_random)
+    pool_size = len(random_pool)
+    size = random_size or max(min(part, pool_size // n_sets), 4)
+    randoms = random_sets(random_pool, n_sets, size, seed)
     sets = [*concepts, *randoms]
     prompts = [p for s in sets for p in s.prompts]
     if selector.kind == "marked" and any(s.marks is None for s in sets):

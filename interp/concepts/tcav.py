@@ -27,7 +27,9 @@ no further model passes.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -36,7 +38,7 @@ from torch import Tensor
 
 from interp.concepts.reading import layer_sites
 from interp.concepts.selection import TokenSelector, range_mask
-from interp.errors import InvalidArgumentError
+from interp.errors import InterpError, InvalidArgumentError
 from interp.model import Model
 from interp.tasks import PatchingTask, get_metric
 from interp.vectors import LayerVectors
@@ -155,6 +157,39 @@ def sensitivities(
         if progress is not None:
             progress(hi, len(prompts))
     return Sensitivities(kind, tuple(chosen), torch.cat(grads, dim=1), torch.cat(values), ranges)
+
+
+def load_target(model: Model, path: str | Path, metric: TargetMetric = "logit_diff") -> Target:
+    """A target from a JSONL file of ``{"prompt": ..., "answer": ..., "wrong": ...}`` lines.
+
+    ``answer`` and ``wrong`` are single tokens of the model's tokenizer (usually with a leading
+    space); ``wrong`` may be omitted for the ``logit`` and ``logprob`` metrics; an optional
+    ``mark`` names the prompt's marked substring for the ``marked`` selector.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise InvalidArgumentError(f"target file {file} does not exist; give a JSONL file of {{\"prompt\", \"answer\"}} lines")
+    prompts, answers, wrong, marks = [], [], [], []
+    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            prompts.append(str(record["prompt"]))
+            answers.append(model.token_id(record["answer"]))
+            wrong.append(model.token_id(record["wrong"]) if "wrong" in record else None)
+            marks.append(record.get("mark"))
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            raise InvalidArgumentError(f"{file} line {number}: expected {{\"prompt\", \"answer\", \"wrong\"}} ({error})") from None
+        except InterpError as error:
+            raise InvalidArgumentError(f"{file} line {number}: {error}") from None
+    if not prompts:
+        raise InvalidArgumentError(f"target file {file} has no examples")
+    has_wrong = all(w is not None for w in wrong)
+    return Target(
+        tuple(prompts), torch.tensor(answers), torch.tensor(wrong) if has_wrong else None, metric,
+        tuple(marks) if all(m is not None for m in marks) else None, name=file.stem,
+    )
 
 
 def tcav_scores(derivatives: Float[Tensor, "... n"]) -> tuple[Float[Tensor, "..."], Float[Tensor, "..."]]:
