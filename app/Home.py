@@ -20,6 +20,7 @@ pages = {
         st.Page("views/patching.py", title="Activation patching", icon=":material/grid_on:", url_path="patching"),
         st.Page("views/attribution.py", title="Attribution vs exact", icon=":material/scatter_plot:", url_path="attribution"),
         st.Page("views/sae.py", title="Sparse autoencoders", icon=":material/hub:", url_path="sae"),
+        st.Page("views/concepts.py", title="Concepts (TCAV)", icon=":material/lightbulb:", url_path="concepts"),
     ],
     "Live": [st.Page("views/model.py", title="Model", icon=":material/psychology:", url_path="model")],
 }

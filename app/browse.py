@@ -37,6 +37,7 @@ MAKE_RUNS = {
     "patching": "interp patch data/ioi_demo.yaml",
     "attribution": "interp attribute data/ioi_attribution.yaml",
     "sae": "interp sae train data/sae_topk.yaml",
+    "tcav": "interp tcav data/tcav_demo.yaml",
 }
 RUN_PARAM = "run"
 
