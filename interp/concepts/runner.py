@@ -2,8 +2,9 @@
 
 A run of kind ``"tcav"`` holds the tables ``scores`` (one row per CAV run and layer), ``tests``
 (one row per concept and layer: tests, effects, corrected p-values), ``examples`` (per-example
-directional derivatives), optionally ``steer`` (causal effect per concept and layer), ``gcav``
-and ``nmf_*``; the JSON ``settings`` and ``target`` (prompts and their tokens, for drill-down);
+directional derivatives), optionally ``steer`` (causal effect per concept and layer), ``gcav`` and
+``gcav_variance`` (TCAV per layer before and after alignment, global CAVs under ``gcavs/``), and
+``nmf_top`` with the JSON ``nmf`` (fidelity of the factorisation); the JSON ``settings`` and ``target`` (prompts and their tokens, for drill-down);
 and each concept's CAVs as a vectors directory under ``cavs/<concept>`` (safetensors + JSON,
 readable with :func:`interp.vectors.load_vectors`).
 """
@@ -18,11 +19,15 @@ from interp.concepts.causal import steer_effect
 from interp.concepts.config import TCAVConfig
 from interp.concepts.data import load_concept
 from interp.concepts.experiment import NULL, TCAVResult, run_tcav
+from interp.concepts.gcav import gcav
+from interp.concepts.nmf import nmf_concepts, prediction_fidelity, top_examples
+from interp.concepts.reading import read_layers
 from interp.concepts.selection import TokenSelector
 from interp.concepts.tcav import load_target
 from interp.config import DTYPES
 from interp.models import load_model
 from interp.runs import Run, RunStore, lifecycle
+from interp.sites import site_name
 
 KIND = "tcav"
 
@@ -72,6 +77,30 @@ def run_config(
                                       config.batch_size)
                 tables.append(effect.table.assign(concept=concept.name))
             run.write_table("steer", pd.concat(tables, ignore_index=True))
+        if config.gcav is not None and config.gcav.enabled and len(result.settings["layers"]) > 1:
+            note("GCAV")
+            aligned = gcav(
+                {c.name: result.cav(c.name) for c in concepts}, result.cavs[NULL], result.sens, config.gcav.dim,
+                config.gcav.steps, config.gcav.fusion_steps, config.seed,
+            )
+            run.write_table("gcav", aligned.table)
+            run.write_table("gcav_variance", aligned.variance)
+            for name, vectors in aligned.cavs.items():
+                vectors.save(run.path / "gcavs" / name)
+        if config.nmf is not None and config.nmf.enabled:
+            note("NMF concepts")
+            selector = TokenSelector(config.selector)
+            texts = [p for c in concepts for p in c.prompts] + list(pool.prompts)
+            marks = None
+            if selector.kind == "marked":
+                marks = [m for c in concepts for m in (c.marks or [None] * len(c))] + list(pool.marks or [None] * len(pool))
+            acts = read_layers(model, texts, config.kind, [config.nmf.layer], selector, marks, config.batch_size)[0]
+            factors = nmf_concepts(acts.flatten(1).cpu(), site_name(config.kind, config.nmf.layer), config.nmf.components,
+                                   config.seed)
+            fidelity = prediction_fidelity(model, factors, target, config.nmf.layer, config.kind, selector, config.batch_size)
+            run.write_table("nmf_top", top_examples(factors, texts, config.nmf.top))
+            run.write_json("nmf", {"layer": config.nmf.layer, "components": config.nmf.components, "r2": factors.r2,
+                                   **fidelity})
         significant = result.tests[result.tests.significant]
         run.finish({
             "concepts": len(concepts), "layers": len(result.settings["layers"]),

@@ -28,6 +28,7 @@ def tiny_config(tmp_path: Path) -> Path:
         "concepts": [{"name": "french", "path": str(DATA / "french.jsonl")}],
         "random": str(DATA / "random.jsonl"), "target": {"path": str(target), "metric": "logit_diff"},
         "n_random": 3, "n_permutations": 50, "steer": {"strength": 2.0},
+        "gcav": {"dim": 8, "steps": 20, "fusion_steps": 10}, "nmf": {"layer": 1, "components": 4},
     }
     path = tmp_path / "tcav.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -51,6 +52,11 @@ def test_tcav_command_writes_a_complete_run(tmp_path: Path) -> None:
     assert len(steer) == 2 and (steer.kl >= 0).all()
     target = loaded.read_json("target")
     assert len(target["tokens"]) == 6 and len(target["ranges"]) == 6
+    assert list(loaded.read_table("gcav").layer) == [0, 2]
+    assert loaded.read_table("gcav_variance").variance_before.notna().all()
+    nmf = loaded.read_json("nmf")
+    assert 0 < nmf["r2"] <= 1 and nmf["kl"] >= 0
+    assert len(loaded.read_table("nmf_top")) == 4 * 5
     cav = load_vectors(Path(loaded.path) / "cavs" / "french")
     assert cav.layers == (0, 2) and cav.meta["classifier"] == "logistic"
 
