@@ -16,7 +16,14 @@ import streamlit as st
 from browse import choose_run, reading, stamp
 
 from interp.runs import RUNNING, Run
-from interp.viz.concepts import example_derivatives, probe_accuracy, random_distribution, steer_lines, tcav_grid, tcav_lines
+from interp.viz.concepts import (
+    example_derivatives,
+    probe_accuracy,
+    random_distribution,
+    steer_lines,
+    tcav_grid,
+    tcav_lines,
+)
 
 RUN_FILES = ("tests.parquet", "scores.parquet", "examples.parquet", "target.json")
 

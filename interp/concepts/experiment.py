@@ -43,7 +43,7 @@ from torch import Tensor
 from interp.concepts.cav import Balance, Classifier, train_cavs
 from interp.concepts.data import ConceptSet, random_sets
 from interp.concepts.reading import layer_sites, read_layers
-from interp.concepts.selection import TokenSelector
+from interp.concepts.selection import LAST_TOKEN, TokenSelector
 from interp.concepts.significance import benjamini_hochberg, bonferroni, compare_scores
 from interp.concepts.tcav import Sensitivities, Target, sensitivities, tcav_scores
 from interp.errors import InvalidArgumentError
@@ -127,7 +127,7 @@ def run_tcav(
     target: Target,
     kind: str = "resid_post",
     layers: Sequence[int] | None = None,
-    selector: TokenSelector = TokenSelector("last"),
+    selector: TokenSelector = LAST_TOKEN,
     classifier: Classifier = "sgd",
     n_random: int = 10,
     random_size: int | None = None,
@@ -235,8 +235,8 @@ def analyse(
     test_rows = []
     for ci, name in enumerate(names):
         for li, layer in enumerate(chosen):
-            pick = lambda n: scores[(scores.concept == n) & (scores.layer == layer)]  # noqa: E731
-            own, null = pick(name), pick(NULL)
+            at_layer = scores[scores.layer == layer]
+            own, null = at_layer[at_layer.concept == name], at_layer[at_layer.concept == NULL]
             numbers = compare_scores(own.sign_count, null.sign_count, n_permutations, seed + 7919 * (ci * len(chosen) + li + 1))
             magnitude = compare_scores(own.magnitude, null.magnitude, n_permutations, seed + 104729 + ci * len(chosen) + li)
             test_rows.append({

@@ -34,7 +34,6 @@ from dataclasses import dataclass
 
 import pandas as pd
 import torch
-from jaxtyping import Float
 from torch import Tensor
 
 from interp.concepts.tcav import Sensitivities, tcav_scores
@@ -67,6 +66,12 @@ def _info_nce(z: Tensor, labels: Tensor, temperature: float = 0.5) -> Tensor:
     return -(log_prob.masked_fill(~positive, 0).sum(1)[has] / positive.sum(1)[has]).mean()
 
 
+def _fuse(z: Tensor, query: Tensor, keys: Tensor, values: Tensor, dec: Tensor) -> Tensor:
+    """Attention pooling of a concept's layer embeddings ``z`` into one, decoded into every layer."""
+    weights = torch.softmax((z @ keys) @ query / z.shape[1] ** 0.5, dim=0)
+    return torch.einsum("k,lkd->ld", weights @ (z @ values), dec)
+
+
 def gcav(
     concepts: Mapping[str, LayerVectors],
     negatives: Sequence[LayerVectors],
@@ -87,7 +92,7 @@ def gcav(
     sets = [*concepts.values(), *negatives]
     units = torch.stack([_units(cavs, layers) for cavs in sets])  # (set, layer, d)
     labels = torch.tensor([i if i < len(concepts) else -1 - i for i in range(len(sets))])
-    n_sets, n_layers, d = units.shape
+    _, n_layers, d = units.shape
     # start from each layer's own CAV subspace: E_l = the top right-singular vectors of the layer's
     # CAVs (exact reconstruction while there are no more CAVs than ``dim``), D_l = E_l^T
     basis = torch.zeros(n_layers, d, dim, dtype=torch.float64)
@@ -126,13 +131,8 @@ def gcav(
         fusion = torch.optim.Adam([query, keys, values], lr=lr)
         temperature = 1.0
 
-        def decoded() -> Tensor:
-            weights = torch.softmax((z @ keys) @ query / dim**0.5, dim=0)
-            g = weights @ (z @ values)
-            return torch.einsum("k,lkd->ld", g, dec)
-
         for _ in range(fusion_steps):
-            vectors = decoded()
+            vectors = _fuse(z, query, keys, values, dec)
             cos = torch.einsum("lnd,ld->ln", grad_units, torch.nn.functional.normalize(vectors, dim=-1))
             soft = torch.sigmoid(temperature * cos).mean(1)
             loss = 3 * soft.var() + (1 - torch.nn.functional.cosine_similarity(vectors, units[index], dim=-1)).mean()
@@ -141,7 +141,7 @@ def gcav(
             fusion.step()
             temperature = min(temperature * 1.2, 1000.0)
         with torch.no_grad():
-            vectors = decoded()
+            vectors = _fuse(z, query, keys, values, dec)
         shape = cavs.vectors.shape[1:]
         rows_layers = [cavs.layers.index(layer) for layer in layers]
         global_cavs[name] = LayerVectors(

@@ -33,7 +33,7 @@ from sklearn.decomposition import NMF
 from torch import Tensor
 
 from interp.concepts.reading import read_layers
-from interp.concepts.selection import TokenSelector, range_mask
+from interp.concepts.selection import LAST_TOKEN, TokenSelector, range_mask
 from interp.concepts.tcav import Target
 from interp.errors import InvalidArgumentError
 from interp.interventions import Add
@@ -91,7 +91,7 @@ def top_examples(concepts: NMFConcepts, prompts: Sequence[str], top: int = 5) ->
 
 def prediction_fidelity(
     model: Model, concepts: NMFConcepts, target: Target, layer: int, kind: str = "resid_post",
-    selector: TokenSelector = TokenSelector("last"), batch_size: int = 16,
+    selector: TokenSelector = LAST_TOKEN, batch_size: int = 16,
 ) -> dict[str, float]:
     """Target metric with pooled activations replaced by their NMF reconstruction, vs unchanged."""
     site = site_name(kind, layer)

@@ -42,6 +42,6 @@ def read_layers(
     batch_size: int = 32,
 ) -> Float[Tensor, "layer n *dims"]:
     """Pooled activations of ``prompts`` at ``kind`` for every layer, as one ``(layer, n, ...)`` tensor."""
-    chosen, sites = layer_sites(model, kind, layers)
+    _, sites = layer_sites(model, kind, layers)
     acts = extract(model, list(prompts), sites, selector.span_mean(model, prompts, marks), max_rows=batch_size)
     return torch.stack([acts[site] for site in sites])

@@ -62,6 +62,9 @@ class TokenSelector:
         return SpanMean(self.ranges(model, prompts, marks))
 
 
+LAST_TOKEN = TokenSelector("last")
+
+
 def range_mask(ranges: Sequence[tuple[int, int]], lengths: torch.Tensor, width: int) -> torch.Tensor:
     """A ``(batch, width)`` 0/1 float mask of the selected tokens of a left-padded batch."""
     mask = torch.zeros(len(ranges), width)

@@ -26,8 +26,8 @@ no further model passes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -37,7 +37,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from interp.concepts.reading import layer_sites
-from interp.concepts.selection import TokenSelector, range_mask
+from interp.concepts.selection import LAST_TOKEN, TokenSelector, range_mask
 from interp.errors import InterpError, InvalidArgumentError
 from interp.model import Model
 from interp.tasks import PatchingTask, get_metric
@@ -128,7 +128,7 @@ def sensitivities(
     target: Target,
     kind: str,
     layers: Sequence[int],
-    selector: TokenSelector = TokenSelector("last"),
+    selector: TokenSelector = LAST_TOKEN,
     batch_size: int = 16,
     progress: Callable[[int, int], None] | None = None,
 ) -> Sensitivities:
@@ -192,6 +192,6 @@ def load_target(model: Model, path: str | Path, metric: TargetMetric = "logit_di
     )
 
 
-def tcav_scores(derivatives: Float[Tensor, "... n"]) -> tuple[Float[Tensor, "..."], Float[Tensor, "..."]]:
+def tcav_scores(derivatives: Float[Tensor, "... n"]) -> tuple[Float[Tensor, ...], Float[Tensor, ...]]:
     """``(sign_count, magnitude)`` over the last axis: fraction of ``S > 0``, and the mean of ``S``."""
     return (derivatives > 0).double().mean(-1), derivatives.double().mean(-1)

@@ -63,14 +63,14 @@ class FinalLogits(torch.nn.Module):
 def test_scores_match_captum_tcav(tmp_path) -> None:
     model = interp.load_model("tiny-llama")
     assert not model.prepend_bos
-    concept_words = "le la chat chien maison est sur une".split()
-    random_words = "the a cat dog house is on big small red".split()
+    concept_words = ["le", "la", "chat", "chien", "maison", "est", "sur", "une"]
+    random_words = ["the", "a", "cat", "dog", "house", "is", "on", "big", "small", "red"]
     concept = _prompts(model, concept_words, 24, 0)
     other = _prompts(model, random_words, 24, 1)
     target = _prompts(model, random_words + concept_words, 16, 2)
-    ids = lambda texts: model.to_tokens(texts).input_ids  # noqa: E731
+    ids = lambda texts: model.to_tokens(texts).input_ids
 
-    loader = lambda texts: torch.utils.data.DataLoader(ids(texts), batch_size=8)  # noqa: E731
+    loader = lambda texts: torch.utils.data.DataLoader(ids(texts), batch_size=8)
     sets = [captum_concept.Concept(0, "concept", loader(concept)), captum_concept.Concept(1, "random", loader(other))]
     wrapper = FinalLogits(model)
     classifier = LastBlockClassifier(model.dims.d_model)

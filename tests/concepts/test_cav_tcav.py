@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import interp
-from interp.concepts import ConceptSet, Target, TokenSelector, fit_cav, sensitivities, train_cavs, read_layers
+from interp.concepts import ConceptSet, Target, TokenSelector, fit_cav, read_layers, sensitivities, train_cavs
 from interp.concepts.selection import range_mask
 from interp.errors import InvalidArgumentError
 from interp.interventions import Add

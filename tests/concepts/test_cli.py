@@ -10,8 +10,8 @@ import yaml
 from typer.testing import CliRunner
 
 from interp.cli import app
-from interp.config import ConfigError, load_config
 from interp.concepts.config import TCAVConfig
+from interp.config import ConfigError, load_config
 from interp.runs import RunStore
 from interp.vectors import load_vectors
 
