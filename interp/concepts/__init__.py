@@ -19,9 +19,12 @@ concepts without labels by non-negative matrix factorisation; :mod:`.causal` mea
 a CAV at its layer does to the output, so a direction that reads well can be checked to steer.
 """
 
+from interp.concepts.causal import SteerResult, steer_effect
 from interp.concepts.cav import CLASSIFIERS, CAVFit, fit_cav, train_cavs
 from interp.concepts.data import ConceptSet, load_concept, random_sets
 from interp.concepts.experiment import NULL, TCAVResult, analyse, run_tcav
+from interp.concepts.gcav import GCAVResult, gcav
+from interp.concepts.nmf import NMFConcepts, nmf_concepts, prediction_fidelity, top_examples
 from interp.concepts.reading import read_layers
 from interp.concepts.selection import TokenSelector
 from interp.concepts.significance import benjamini_hochberg, bonferroni, compare_scores
@@ -31,8 +34,11 @@ __all__ = [
     "CLASSIFIERS",
     "NULL",
     "CAVFit",
+    "GCAVResult",
+    "NMFConcepts",
     "ConceptSet",
     "Sensitivities",
+    "SteerResult",
     "TCAVResult",
     "Target",
     "TokenSelector",
@@ -41,12 +47,17 @@ __all__ = [
     "bonferroni",
     "compare_scores",
     "fit_cav",
+    "gcav",
     "load_concept",
     "load_target",
+    "nmf_concepts",
+    "prediction_fidelity",
     "random_sets",
     "read_layers",
     "run_tcav",
     "sensitivities",
+    "steer_effect",
     "tcav_scores",
+    "top_examples",
     "train_cavs",
 ]

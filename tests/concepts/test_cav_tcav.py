@@ -140,3 +140,23 @@ def test_bad_inputs_are_named() -> None:
         Target(("a",), torch.tensor([1]), None, "logit_diff")
     with pytest.raises(InvalidArgumentError, match="disjoint design"):
         planted(0, n=30)
+
+
+def test_task_metrics_and_the_causal_check() -> None:
+    from interp.concepts import steer_effect
+    from interp.tasks import get_metric, ioi_task
+
+    model = interp.load_model("tiny-llama", dtype=torch.float64)
+    task = ioi_task(model, n=4, seed=0)
+    target = Target.from_task(task, "logit_diff")
+    sens = sensitivities(model, target, "resid_post", [1], TokenSelector("last"), batch_size=3)
+    expected = get_metric("logit_diff")(model.run(task.clean)[:, -1], task)
+    torch.testing.assert_close(sens.values, expected.cpu())
+    direction = torch.randn(1, model.dims.d_model, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    cavs = LayerVectors("resid_post", (1,), direction, "test", token_norms=torch.tensor([2.0]))
+    still = steer_effect(model, cavs, target, strength=0.0).table.iloc[0]
+    assert still.delta == 0 and abs(still.kl) < 1e-12
+    moved = steer_effect(model, cavs, target, strength=3.0).table.iloc[0]
+    assert moved.kl > 0 and moved.added_norm == pytest.approx(6.0)
+    raw = steer_effect(model, cavs, target, strength=0.5, unit="raw").table.iloc[0]
+    assert raw.added_norm == pytest.approx(0.5) and 0 < raw.kl < moved.kl  # raw strength: along the unit CAV
