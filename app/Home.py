@@ -23,6 +23,7 @@ pages = {
         st.Page("views/sae.py", title="Sparse autoencoders", icon=":material/hub:", url_path="sae"),
         st.Page("views/features.py", title="Feature circuits", icon=":material/account_tree:", url_path="features"),
         st.Page("views/steering.py", title="Steering", icon=":material/tune:", url_path="steering"),
+        st.Page("views/concepts.py", title="Concepts (TCAV)", icon=":material/lightbulb:", url_path="concepts"),
     ],
     "Live": [st.Page("views/model.py", title="Model", icon=":material/psychology:", url_path="model")],
 }

@@ -42,6 +42,7 @@ MAKE_RUNS = {
     "feature_circuit": "interp attribute data/feature_circuit_demo.yaml --set sae_run=SAE_RUN_ID",
     "steering": "interp steer data/steer_demo.yaml",
     "dac": "interp steer DAC_CONFIG.yaml (kind: dac)",
+    "tcav": "interp tcav data/tcav_demo.yaml",
 }
 RUN_PARAM = "run"
 

@@ -123,12 +123,14 @@ def _mount() -> None:
     """Commands that live next to their method's code."""
     from interp.app_cli import app as app_command
     from interp.attribution.cli import attribute
+    from interp.concepts.cli import tcav
     from interp.sae.cli import app as sae_app
     from interp.steering.cli import steer
 
     app.command("app")(app_command)
     app.command("attribute")(attribute)
     app.command("steer")(steer)
+    app.command("tcav")(tcav)
     app.add_typer(sae_app, name="sae")
 
 
