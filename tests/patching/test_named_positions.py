@@ -15,7 +15,7 @@ import yaml
 from pydantic import ValidationError
 
 import interp
-from interp.cells import Cell, SweepRequest, sweep_groups
+from interp.cells import SweepRequest, sweep_groups
 from interp.config import load_config
 from interp.errors import InterventionError
 from interp.patching import patch_sweep
