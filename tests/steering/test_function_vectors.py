@@ -173,7 +173,8 @@ def test_a_zero_fv_is_a_no_op_bitwise(tiny: interp.Model) -> None:
     prompts = _prompts(tiny, 3).prompts
     plain = tiny.run(prompts)
     assert torch.equal(tiny.run(prompts, [injection(zero, 1)]), plain)
-    some = LayerVectors("resid_post", (1,), torch.ones(1, tiny.dims.d_model), method="function_vector")
+    direction = torch.randn(1, tiny.dims.d_model, generator=torch.Generator().manual_seed(0))
+    some = LayerVectors("resid_post", (1,), 10 * direction, method="function_vector")
     steered = tiny.run(prompts, [injection(some, 1)])
     torch.testing.assert_close(steered[:, :-1], plain[:, :-1])  # only the last token is steered
     assert (steered[:, -1] - plain[:, -1]).abs().max() > 1e-3
