@@ -20,6 +20,8 @@ pages = {
         st.Page("views/patching.py", title="Activation patching", icon=":material/grid_on:", url_path="patching"),
         st.Page("views/attribution.py", title="Attribution vs exact", icon=":material/scatter_plot:", url_path="attribution"),
         st.Page("views/sae.py", title="Sparse autoencoders", icon=":material/hub:", url_path="sae"),
+        st.Page("views/function_vectors.py", title="Function vectors", icon=":material/functions:",
+                url_path="function_vectors"),
     ],
     "Live": [st.Page("views/model.py", title="Model", icon=":material/psychology:", url_path="model")],
 }

@@ -32,11 +32,13 @@ PAGES = {
     "patching": "views/patching.py",
     "attribution": "views/attribution.py",
     "sae": "views/sae.py",
+    "function_vectors": "views/function_vectors.py",
 }
 MAKE_RUNS = {
     "patching": "interp patch data/ioi_demo.yaml",
     "attribution": "interp attribute data/ioi_attribution.yaml",
     "sae": "interp sae train data/sae_topk.yaml",
+    "function_vectors": "interp steer data/function_vectors_demo.yaml",
 }
 RUN_PARAM = "run"
 
