@@ -196,8 +196,26 @@ def assemble_result(
 def accuracy(model: Model, prompts: ICLPrompts, vectors: LayerVectors | None = None, layer: int | None = None,
              scale: float = 1.0, batch_size: int = 32) -> float:
     """Top-1 accuracy of the first answer token, with ``vectors`` added at ``layer``'s last token if given."""
-    interventions = [] if vectors is None else [injection(vectors, int(layer if layer is not None else -1), scale)]
+    if vectors is not None and layer is None:
+        raise InvalidArgumentError(f"say which layer to add the vectors at: one of {list(vectors.layers)}")
+    interventions = [] if vectors is None or layer is None else [injection(vectors, int(layer), scale)]
     return float(correct_mask(model, prompts, interventions, batch_size).float().mean())
+
+
+def evaluation_prompts(model: Model, found: FunctionVectorResult, n_shots: int | None = None) -> tuple[ICLPrompts, ICLPrompts]:
+    """(zero-shot, in-context) prompts of the held-out queries; demonstrations from the train split."""
+    seed = int(found.settings.get("seed", 0))
+    shots = int(found.settings.get("n_shots", 10)) if n_shots is None else n_shots
+    zero = build_prompts(model.tokenizer, found.train, found.test.pairs, 0, seed)
+    return zero, build_prompts(model.tokenizer, found.train, found.test.pairs, shots, seed)
+
+
+def baseline_accuracies(
+    model: Model, found: FunctionVectorResult, n_shots: int | None = None, batch_size: int = 32
+) -> dict[str, float]:
+    """Accuracy on the held-out queries without any vector: zero-shot, and with demonstrations."""
+    zero, icl = evaluation_prompts(model, found, n_shots)
+    return {"zero_shot": accuracy(model, zero, batch_size=batch_size), "icl": accuracy(model, icl, batch_size=batch_size)}
 
 
 def evaluate_function_vector(
@@ -208,29 +226,28 @@ def evaluate_function_vector(
     n_shots: int | None = None,
     batch_size: int = 32,
     progress: Callable[[str, int, int], None] | None = None,
+    baselines: dict[str, float] | None = None,
 ) -> pd.DataFrame:
     """Zero-shot accuracy on the held-out queries, per layer: unsteered, with the FV, with the
     random-heads vector, and the ``n_shots``-shot in-context accuracy (the same for every layer).
 
+    ``baselines`` (from :func:`baseline_accuracies`) saves recomputing the unsteered accuracies.
     Columns: ``layer, zero_shot, fv, random_heads, icl, n``.
     """
     layers = list(found.vectors.layers) if layers is None else [int(layer) for layer in layers]
     if not layers:
         raise InvalidArgumentError("no layers to evaluate; give at least one")
-    seed = int(found.settings.get("seed", 0))
-    shots = int(found.settings.get("n_shots", 10)) if n_shots is None else n_shots
-    zero = build_prompts(model.tokenizer, found.train, found.test.pairs, 0, seed)
-    icl = build_prompts(model.tokenizer, found.train, found.test.pairs, shots, seed)
-    base = accuracy(model, zero, batch_size=batch_size)
-    ceiling = accuracy(model, icl, batch_size=batch_size)
+    zero, _ = evaluation_prompts(model, found, n_shots)
+    if baselines is None:
+        baselines = baseline_accuracies(model, found, n_shots, batch_size)
     rows = []
     for index, layer in enumerate(layers):
         rows.append({
             "layer": layer,
-            "zero_shot": base,
+            "zero_shot": baselines["zero_shot"],
             "fv": accuracy(model, zero, found.vectors, layer, scale, batch_size),
             "random_heads": accuracy(model, zero, found.random_vectors, layer, scale, batch_size),
-            "icl": ceiling,
+            "icl": baselines["icl"],
             "n": len(zero),
         })
         if progress is not None:

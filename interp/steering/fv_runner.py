@@ -8,6 +8,7 @@ A run holds:
 * JSON ``extraction``: prompt counts (built, kept by the correctness filter) and the top heads;
 * ``vectors/function_vector`` and ``vectors/random_heads``: :class:`~interp.vectors.LayerVectors`
   directories (read them with :func:`interp.vectors.load_vectors`);
+* JSON ``baselines``: zero-shot and in-context accuracy without any vector;
 * table ``accuracy``: per injection layer, zero-shot accuracy unsteered, with the FV, with the
   random-heads vector, and the in-context accuracy (``layer, zero_shot, fv, random_heads, icl, n``).
 
@@ -33,6 +34,7 @@ from interp.steering.fv_tasks import load_icl_task, single_token_fraction
 from interp.steering.function_vectors import (
     FunctionVectorResult,
     assemble_result,
+    baseline_accuracies,
     evaluate_function_vector,
     extract_function_vector,
 )
@@ -69,10 +71,15 @@ def run_function_vectors(
     with lifecycle(store, KIND, config.model_dump(), model=identity, dataset=dataset, resume=resume) as run:
         found = _extraction(run, model, task, config, progress)
         layers = list(range(model.dims.n_layers)) if config.layers is None else config.layers
+        if "baselines" not in run.json_files():
+            run.write_json("baselines", baseline_accuracies(model, found, batch_size=config.batch_size))
+        baselines = run.read_json("baselines")
         finished = set(run.finished_shards("layers"))
         for index, layer in enumerate(layers):
             if index not in finished:
-                frame = evaluate_function_vector(model, found, [layer], config.scale, batch_size=config.batch_size)
+                frame = evaluate_function_vector(
+                    model, found, [layer], config.scale, batch_size=config.batch_size, baselines=baselines
+                )
                 run.write_shard("layers", index, frame=frame)
             if progress is not None:
                 progress("layers", index + 1, len(layers))
