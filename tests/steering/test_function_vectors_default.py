@@ -2,7 +2,7 @@
 
 The settings are those of ``data/function_vectors_demo.yaml`` (5 shots, 32 mean prompts, 8 AIE
 prompts, top 10 heads, seed 42), evaluated at one layer: on the antonyms' 51 held-out words the
-demo run measured zero-shot 0.0, FV 0.157, random heads 0.020 and 5-shot in context 0.647 at layer 8.
+demo run measured zero-shot 0.0, FV 0.627, random heads 0.0 and 5-shot in context 0.647 at layer 10.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from interp.steering.function_vectors import evaluate_function_vector, extract_f
 
 pytestmark = pytest.mark.slow
 
-LAYERS = [8]  # about a quarter of the depth, where the demo run finds the FV strongest of the layers below 10
-MARGIN = 0.1
+LAYERS = [10]  # a third of the depth, where the paper finds function vectors strongest
+MARGIN = 0.3
 
 
 def test_fv_raises_zero_shot_accuracy_over_random_heads(smollm: interp.Model) -> None:
