@@ -24,6 +24,8 @@ pages = {
         st.Page("views/features.py", title="Feature circuits", icon=":material/account_tree:", url_path="features"),
         st.Page("views/steering.py", title="Steering", icon=":material/tune:", url_path="steering"),
         st.Page("views/concepts.py", title="Concepts (TCAV)", icon=":material/lightbulb:", url_path="concepts"),
+        st.Page("views/function_vectors.py", title="Function vectors", icon=":material/functions:",
+                url_path="function_vectors"),
     ],
     "Live": [st.Page("views/model.py", title="Model", icon=":material/psychology:", url_path="model")],
 }

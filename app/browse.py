@@ -34,6 +34,7 @@ PAGES = {
     "sae": "views/sae.py",
     "steering": "views/steering.py",
     "dac": "views/steering.py",
+    "function_vectors": "views/function_vectors.py",
 }
 MAKE_RUNS = {
     "patching": "interp patch data/ioi_demo.yaml",
@@ -43,6 +44,7 @@ MAKE_RUNS = {
     "steering": "interp steer data/steer_demo.yaml",
     "dac": "interp steer DAC_CONFIG.yaml (kind: dac)",
     "tcav": "interp tcav data/tcav_demo.yaml",
+    "function_vectors": "interp steer data/function_vectors_demo.yaml",
 }
 RUN_PARAM = "run"
 

@@ -53,7 +53,7 @@ RANKS: dict[str, int] = {
 }
 METHODS = {"patching", "attribution", "steering", "concepts", "sae"}
 # method -> methods whose *public package* (``interp.<name>``, never its modules) it may use
-ALLOWED_METHOD_USES = {"attribution": {"patching", "sae"}}
+ALLOWED_METHOD_USES = {"attribution": {"patching", "sae"}, "steering": {"patching"}}
 
 
 def _module_name(path: Path) -> str:

@@ -204,6 +204,16 @@ class ArchAdapter(ABC):
     def out_proj(self, layer: int) -> nn.Module:
         ...
 
+    def out_proj_weight(self, layer: int) -> Float[torch.Tensor, "head d_head d_model"]:
+        """The attention out-projection ``W_O`` of ``layer``, split by head: ``z[h] @ W_O[h]`` is
+        head ``h``'s contribution before the bias. This default reads an ``nn.Linear``."""
+        weight = self.out_proj(layer).weight
+        return weight.T.reshape(self.dims.n_heads, self.dims.d_head, self.dims.d_model)
+
+    def out_proj_bias(self, layer: int) -> Float[torch.Tensor, " d_model"] | None:
+        """The bias the out-projection adds once per position (None where it has none)."""
+        return getattr(self.out_proj(layer), "bias", None)
+
     def attn_contribution(self, layer: int) -> nn.Module:
         """The module whose output is what attention adds to the residual stream."""
         return self.attention(layer)

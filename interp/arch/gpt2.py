@@ -1,12 +1,13 @@
 """Adapter for GPT-2: learned positions, a fused ``c_attn`` (q | k | v along the last axis) and a
 plain GELU MLP (``c_fc`` -> act -> ``c_proj``). Conv1D layers keep their weights transposed, which
-does not matter here since every site is an activation.
+matters only where a weight is read (:meth:`GPT2Adapter.out_proj_weight`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from interp.arch.base import ArchAdapter, Dims, Location, NormKind, fused_slice_view
@@ -54,6 +55,11 @@ class GPT2Adapter(ArchAdapter):
 
     def out_proj(self, layer: int) -> nn.Module:
         return self.attention(layer).c_proj
+
+    def out_proj_weight(self, layer: int) -> torch.Tensor:
+        """``c_proj`` is a Conv1D, whose weight is stored ``(d_in, d_out)`` already."""
+        weight = self.out_proj(layer).weight
+        return weight.reshape(self.dims.n_heads, self.dims.d_head, self.dims.d_model)
 
     def mlp_contribution(self, layer: int) -> nn.Module:
         return self.layers()[layer].mlp

@@ -9,7 +9,9 @@
 * :mod:`~interp.steering.evaluate` / :mod:`~interp.steering.sweep`: per-step KL(steered ||
   unsteered), entropy, perplexity under the unsteered model, behaviour scores; strength sweeps;
 * :mod:`~interp.steering.dac`: Dynamic Activation Composition (per-step, per-property intensities);
-* :mod:`~interp.steering.convert`: repeng GGUF control vectors and steering-vectors objects.
+* :mod:`~interp.steering.convert`: repeng GGUF control vectors and steering-vectors objects;
+* :mod:`~interp.steering.function_vectors`: function vectors of in-context tasks (heads by average
+  indirect effect through the patching engine, the vector from the top heads, zero-shot injection).
 
 Names are imported on first use.
 """
@@ -27,6 +29,14 @@ if TYPE_CHECKING:
     from interp.steering.dac import DACProperty, DACResult, dac_deltas, dac_generate
     from interp.steering.evaluate import SteeredRun, TokenScore, VectorScore, evaluate
     from interp.steering.extract import build_vectors, extract_vectors
+    from interp.steering.function_vectors import (
+        FunctionVectorResult,
+        baseline_accuracies,
+        evaluate_function_vector,
+        extract_function_vector,
+    )
+    from interp.steering.fv_tasks import ICLTask, build_prompts, load_icl_task
+    from interp.steering.fv_vector import function_vector, injection, random_heads, top_heads
     from interp.steering.methods import METHODS
     from interp.steering.sweep import SweepResult, strength_sweep
 
@@ -52,6 +62,17 @@ _EXPORTS = {
     "evaluate": "interp.steering.evaluate",
     "build_vectors": "interp.steering.extract",
     "extract_vectors": "interp.steering.extract",
+    "FunctionVectorResult": "interp.steering.function_vectors",
+    "baseline_accuracies": "interp.steering.function_vectors",
+    "evaluate_function_vector": "interp.steering.function_vectors",
+    "extract_function_vector": "interp.steering.function_vectors",
+    "ICLTask": "interp.steering.fv_tasks",
+    "build_prompts": "interp.steering.fv_tasks",
+    "load_icl_task": "interp.steering.fv_tasks",
+    "function_vector": "interp.steering.fv_vector",
+    "injection": "interp.steering.fv_vector",
+    "random_heads": "interp.steering.fv_vector",
+    "top_heads": "interp.steering.fv_vector",
     "METHODS": "interp.steering.methods",
     "SweepResult": "interp.steering.sweep",
     "strength_sweep": "interp.steering.sweep",
@@ -62,6 +83,8 @@ __all__ = [
     "ContrastSet",
     "DACProperty",
     "DACResult",
+    "FunctionVectorResult",
+    "ICLTask",
     "LatentClamp",
     "METHODS",
     "SteeredRun",
@@ -69,19 +92,28 @@ __all__ = [
     "TokenScore",
     "VectorScore",
     "ablate",
+    "baseline_accuracies",
+    "build_prompts",
     "build_vectors",
     "clamp_latent",
     "dac_deltas",
     "dac_generate",
     "evaluate",
+    "evaluate_function_vector",
+    "extract_function_vector",
     "extract_vectors",
     "from_gguf",
     "from_steering_vector",
+    "function_vector",
+    "injection",
     "load_contrast",
+    "load_icl_task",
+    "random_heads",
     "steer",
     "steer_latent",
     "strength_sweep",
     "to_steering_vector",
+    "top_heads",
 ]
 
 lazy_exports(__name__, _EXPORTS)

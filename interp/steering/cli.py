@@ -1,4 +1,4 @@
-"""``interp steer CONFIG``: steering runs from a config file (``kind: vectors`` or ``kind: dac``).
+"""``interp steer CONFIG``: steering runs from a config file (``kind: vectors``, ``dac`` or ``function_vectors``).
 
 :mod:`interp.cli` mounts :func:`steer` on the main app. The config is validated before any work
 (errors name the offending key), a progress bar follows the sweep, and the effect-versus-KL table
@@ -33,7 +33,7 @@ def steer(
     set_: SetOption = None,
     runs: RunsOption = None,
 ) -> None:
-    """Build steering vectors and sweep their strength, or run DAC, as CONFIG's ``kind`` says."""
+    """Build steering vectors and sweep their strength, run DAC, or find function vectors, as CONFIG's ``kind`` says."""
     from interp.runs import RunStore
     from interp.steering.config import load_steer_config
     from interp.steering.runner import run_config
@@ -61,6 +61,14 @@ def steer(
         for row in run.read_table("sweep").to_dict("records"):
             table.add_row(*(str(row[c]) if c == "layer" else _number(row.get(c, float("nan"))) for c in columns))
         console.print(table)
-    else:
+    elif run.kind == "dac":
         console.print(f"mean DAC intensity per property: {run.manifest.get('summary', {}).get('mean_alpha')}")
+    else:
+        table = Table(title=f"zero-shot accuracy by injection layer, run {run.id}")
+        accuracy = run.read_table("accuracy")
+        for column in accuracy.columns:
+            table.add_column(str(column))
+        for row in accuracy.to_dict("records"):
+            table.add_row(*(_number(v) if isinstance(v, float) else str(v) for v in row.values()))
+        console.print(table)
     console.print(f"wrote {run.path}")

@@ -3,7 +3,9 @@
 * ``kind: vectors``: build vectors from a contrast set (:class:`VectorsConfig`), sweep their
   strength per layer on a set of prompts, and keep samples;
 * ``kind: dac``: Dynamic Activation Composition (:class:`DACConfig`): per-step vectors of one or
-  more properties, then generation with per-step intensities.
+  more properties, then generation with per-step intensities;
+* ``kind: function_vectors``: function vectors of an in-context task
+  (:class:`~interp.steering.fv_config.FunctionVectorConfig`): head effects, the vector, a layer sweep.
 
 :data:`CONFIGS` maps each ``kind`` to its config class; :func:`load_steer_config` reads the file,
 applies ``--set`` overrides and validates it against the class its ``kind`` names.
@@ -27,6 +29,7 @@ from interp.config import (
     read_mapping,
     validate,
 )
+from interp.steering.fv_config import FunctionVectorConfig
 
 
 class RunModel(ConfigModel):
@@ -109,11 +112,15 @@ class DACConfig(RunModel):
     alpha_max: float = Field(2.0, ge=0)
 
 
-CONFIGS: dict[str, type[RunModel]] = {"vectors": VectorsConfig, "dac": DACConfig}
+CONFIGS: dict[str, type[ConfigModel]] = {
+    "vectors": VectorsConfig,
+    "dac": DACConfig,
+    "function_vectors": FunctionVectorConfig,
+}
 """``kind`` -> config class; a new kind of steering run adds one entry here and one runner."""
 
 
-def load_steer_config(path: str | Path, overrides: Sequence[str] | Mapping[str, Any] = ()) -> RunModel:
+def load_steer_config(path: str | Path, overrides: Sequence[str] | Mapping[str, Any] = ()) -> ConfigModel:
     """Read a steering config, apply overrides and validate it against the class its ``kind`` names."""
     given = parse_overrides(overrides) if not isinstance(overrides, Mapping) else overrides
     raw = apply_overrides(read_mapping(path), given)

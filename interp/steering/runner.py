@@ -31,6 +31,8 @@ from interp.steering.contrast import load_contrast
 from interp.steering.dac import dac_deltas, dac_generate
 from interp.steering.evaluate import TokenScore
 from interp.steering.extract import build_vectors, model_info
+from interp.steering.fv_config import FunctionVectorConfig
+from interp.steering.fv_runner import run_function_vectors
 from interp.steering.sweep import strength_sweep
 
 Progress = Callable[[int, int], None]
@@ -107,10 +109,22 @@ def run_dac(config: DACConfig, store: RunStore, resume: str | None = None, progr
     return run
 
 
-RUNNERS: dict[str, Callable[..., Run]] = {"vectors": run_vectors, "dac": run_dac}
+def run_fv(
+    config: FunctionVectorConfig, store: RunStore, resume: str | None = None, progress: Progress | None = None
+) -> Run:
+    """Function vectors of an in-context task; ``progress`` follows each stage (means, heads, layers) in turn."""
+
+    def staged(stage: str, done: int, total: int) -> None:
+        if progress is not None:
+            progress(done, total)
+
+    return run_function_vectors(config, store, resume, staged)
+
+
+RUNNERS: dict[str, Callable[..., Run]] = {"vectors": run_vectors, "dac": run_dac, "function_vectors": run_fv}
 """Config ``kind`` -> runner ``(config, store, resume, progress) -> Run``."""
 
 
-def run_config(config: RunModel, store: RunStore, resume: str | None = None, progress: Progress | None = None) -> Run:
+def run_config(config: RunModel | FunctionVectorConfig, store: RunStore, resume: str | None = None, progress: Progress | None = None) -> Run:
     """Run any steering config by its ``kind``."""
     return RUNNERS[config.kind](config, store, resume, progress)  # type: ignore[attr-defined]

@@ -49,7 +49,7 @@ def _write(tmp_path: Path, config: dict) -> Path:
 
 
 def test_config_kind_selects_the_schema_and_bad_keys_are_named(tmp_path: Path) -> None:
-    assert set(CONFIGS) == {"vectors", "dac"}
+    assert set(CONFIGS) == {"vectors", "dac", "function_vectors"}
     config = load_steer_config(_write(tmp_path, _vectors_config(tmp_path)))
     assert isinstance(config, VectorsConfig) and config.sweep.unit == "norm"
     with pytest.raises(ConfigError, match="kind: must be one of"):
@@ -99,3 +99,19 @@ def test_dac_run_writes_trace(tmp_path: Path) -> None:
     trace = run.read_table("trace")
     assert len(trace) == 2 * 3 and trace.alpha.between(0, 2).all()
     assert run.read_tensors("deltas_0")["deltas"].shape == (3, 2, 4, 16)
+
+
+def test_function_vectors_run_through_steer(tmp_path: Path) -> None:
+    task = tmp_path / "names.jsonl"
+    task.write_text("".join(json.dumps({"input": a, "output": b}) + "\n" for a, b in zip(NAMES, NAMES[1:] + NAMES[:1])))
+    config = {
+        "kind": "function_vectors", "model": "tiny-llama", "task": str(task), "n_shots": 2, "n_mean_prompts": 4,
+        "n_effect_prompts": 3, "n_top_heads": 2, "filter_correct": False, "layers": [0, 2], "batch_size": 2,
+    }
+    assert load_steer_config(_write(tmp_path, config)).kind == "function_vectors"
+    runs = tmp_path / "runs"
+    result = CliRunner().invoke(app, ["steer", str(_write(tmp_path, config)), "--runs", str(runs)])
+    assert result.exit_code == 0, result.output
+    assert "zero-shot accuracy by injection layer" in result.output
+    run = RunStore(runs).get(RunStore(runs).list()[0].id)
+    assert run.kind == "function_vectors" and sorted(run.read_table("accuracy")["layer"]) == [0, 2]
