@@ -51,3 +51,7 @@ class UnsupportedModuleError(InterpError, TypeError):
 
 class GenerationError(InterpError, ValueError):
     """Generation settings that cannot work (no new tokens, a negative temperature, top_p outside (0, 1])."""
+
+
+class MissingDependencyError(InterpError, ImportError):
+    """An optional package a feature needs is not installed; the message gives the pip command."""

@@ -49,3 +49,12 @@ def no_hooks_left(model: interp.Model) -> bool:
     return all(
         not (m._forward_hooks or m._forward_pre_hooks or m._backward_hooks) for m in model.hf.modules()
     )
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[object]:
+    """A local Ray cluster of two CPUs for the whole session (starting one takes seconds)."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
