@@ -113,7 +113,7 @@ def test_torchrun_training_resumes_in_one_process_to_the_same_saes(tmp_path: Pat
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(_free_port()),
                "-m", "interp", "sae", "train", str(config), "--runs", str(tmp_path / "ddp"), "--no-progress", "--stop-after", "2"]
-    done = subprocess.run(command, env=env, cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(command, env=env, cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert done.stdout.count("stopped at step 2/4") == 1  # only rank 0 speaks
     (info,) = RunStore(tmp_path / "ddp").list()
