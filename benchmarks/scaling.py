@@ -5,8 +5,12 @@ Longer prompts are made by putting the same run of filler tokens (ordinary Engli
 every clean and corrupt prompt, so the task stays the same and only the length changes. Two sweeps,
 kept small so the curve fits a few minutes of a CPU:
 
-* ``resid_pre`` at block 15 by position (one cell per position: cells grow with the length);
-* ``head_z`` at blocks 0, 15 and 29 by head (27 cells, each over all positions).
+* ``resid_pre`` at block 25 by position (one cell per position: cells grow with the length);
+* ``head_z`` at blocks 25 and 29 by head (18 cells, each over all positions).
+
+(Late blocks keep the curve within minutes of a loaded 2-core CPU; a patched forward starts at the
+patched block, so earlier blocks cost more per cell and give larger FLOP fractions, see the
+``## Patching sweeps`` section for whole-model sweeps.)
 
 Two curves: lengths 15, 30, 60, 120 tokens at 8 prompts, and 8, 16, 32, 64, 128 prompts at 15
 tokens. For each point: our wall time, forwards and FLOP fraction (FLOPs computed / FLOPs of one
@@ -42,7 +46,7 @@ FILLER = (
     "opening their doors. People walked slowly, talking about the weather, the market and the long summer "
     "that had finally come to an end. Children ran past the old church towards the school at the top of the hill. "
 )
-SWEEPS = {"resid_pre": {"layers": [15]}, "head_z": {"layers": [0, 15, 29]}}
+SWEEPS = {"resid_pre": {"layers": [25]}, "head_z": {"layers": [25, 29]}}
 LENGTHS = (15, 30, 60, 120)
 PROMPTS = (8, 16, 32, 64, 128)
 
@@ -156,7 +160,7 @@ def main() -> None:
 
     model = interp.load_model(args.model)
     if args.quick:
-        SWEEPS.update({k: {"layers": v["layers"][:1]} for k, v in SWEEPS.items()})
+        SWEEPS.update({k: {"layers": [model.dims.n_layers - 1]} for k in SWEEPS})
     lengths, prompts = (LENGTHS[:2], PROMPTS[:2]) if args.quick else (LENGTHS, PROMPTS)
     bridge = tl_bridge(model)
     base = make_task(model, n=max(prompts))
@@ -180,12 +184,14 @@ def main() -> None:
         "during the run, so the seconds are not trustworthy timings; the FLOP fractions and forward counts are exact, and the "
         "TransformerLens / ours ratios (measured interleaved, point by point) are the best comparison this run gives. "
         "Model SmolLM2-135M-Instruct, float32, IOI (ABC) denoising, logit difference; longer prompts carry the same filler "
-        "tokens in front of every prompt. Sweeps: `resid_pre` at block 15 by position, `head_z` at blocks 0, 15, 29 by head. "
+        "tokens in front of every prompt. Sweeps: `resid_pre` at block 25 by position, `head_z` at blocks 25 and 29 by head "
+        "(late blocks keep the run short; a patched forward starts at its block, so the FLOP fraction here is lower than "
+        "for whole-model sweeps). "
         "TransformerLens ran an evenly spread subset of cells at the ends of each curve, its time scaled to the sweep. "
         "Produced by `benchmarks/scaling.py`.\n\n"
         f"{table(rows)}\n\n"
-        "Reading the curve: a `resid_pre` cell at position p recomputes only positions p..T-1 from block 15 on, so its "
-        "FLOP fraction stays near half of the blocks times the mean suffix; a `head_z` cell needs every position from its "
+        "Reading the curve: a `resid_pre` cell at position p recomputes only positions p..T-1 from block 25 on, so its "
+        "FLOP fraction is about 5/30 of the blocks times the mean suffix; a `head_z` cell needs every position from its "
         "block on. Time grows about linearly with the number of prompts (rows are packed into forwards of a fixed memory "
         "budget) and, per sweep, with cells times length.\n"
     )
