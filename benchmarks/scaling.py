@@ -149,9 +149,9 @@ def write_section(text: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--tl-cells", type=int, default=3, help="TransformerLens cells per measured point")
-    parser.add_argument("--quick", action="store_true", help="two points per curve, no BENCHMARKS.md (a smoke run)")
+    parser.add_argument("--quick", action="store_true", help="a few tiny points, no BENCHMARKS.md (a smoke run)")
     parser.add_argument("--model", default="smollm2-135m")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -161,43 +161,43 @@ def main() -> None:
     model = interp.load_model(args.model)
     if args.quick:
         SWEEPS.update({k: {"layers": [model.dims.n_layers - 1]} for k in SWEEPS})
-    lengths, prompts = (LENGTHS[:2], PROMPTS[:2]) if args.quick else (LENGTHS, PROMPTS)
+    lengths, prompts = ((15, 16), (2, 3)) if args.quick else (LENGTHS, PROMPTS)
     bridge = tl_bridge(model)
     base = make_task(model, n=max(prompts))
     loads = [load_average()]
     started = datetime.now(timezone.utc)
-    rows = []
-    for length in lengths:
-        ends = length in (lengths[0], lengths[-1])
-        rows += point(model, lengthen(model, base.subset(list(range(prompts[0]))), length), bridge if ends else None, args.tl_cells)
+    rows: list[dict] = []
+    plan = [(length, prompts[0]) for length in lengths] + [(lengths[0], n) for n in prompts[1:]]
+    for done, (length, n) in enumerate(plan, start=1):
+        ends = (length, n) in {(lengths[0], prompts[0]), (lengths[-1], prompts[0]), (lengths[0], prompts[-1])}
+        task = lengthen(model, base.subset(list(range(n))), length)
+        rows += point(model, task, bridge if ends else None, args.tl_cells)
         loads.append(load_average())
-    for n in prompts[1:]:
-        rows += point(model, base.subset(list(range(n))), bridge if n == prompts[-1] else None, args.tl_cells)
-        loads.append(load_average())
-    if args.quick:
-        print(table(rows))
-        return
-    text = (
+        if not args.quick:  # written after every point, so a run stopped early keeps what it measured
+            write_section(section(rows, loads, started, args.threads, done, len(plan)))
+    print(table(rows))
+
+
+def section(rows: list[dict], loads: list[float], started: datetime, threads: int, done: int, planned: int) -> str:
+    partial = "" if done == planned else f" **Only {done} of the {planned} planned points were measured in the time the run had.**"
+    return (
         "## Scaling\n\n"
-        f"Machine: {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} torch threads; {started:%Y-%m-%d %H:%M} UTC. "
-        f"**The machine was shared and loaded**: 1-minute load average {min(loads):.1f}-{max(loads):.1f} on {os.cpu_count()} cores "
-        "during the run, so the seconds are not trustworthy timings; the FLOP fractions and forward counts are exact, and the "
-        "TransformerLens / ours ratios (measured interleaved, point by point) are the best comparison this run gives. "
+        f"Machine: {os.cpu_count()} cores, torch {torch.__version__}, {threads} torch thread(s); {started:%Y-%m-%d %H:%M} UTC. "
+        f"**The machine was shared and heavily loaded**: 1-minute load average {min(loads):.1f}-{max(loads):.1f} on "
+        f"{os.cpu_count()} cores during the run, so the seconds are not trustworthy timings (they are many times what an idle "
+        "machine gives); the FLOP fractions and forward counts are exact, and the TransformerLens / ours ratios (measured "
+        "interleaved, point by point) are the best comparison this run gives."
+        f"{partial} "
         "Model SmolLM2-135M-Instruct, float32, IOI (ABC) denoising, logit difference; longer prompts carry the same filler "
         "tokens in front of every prompt. Sweeps: `resid_pre` at block 25 by position, `head_z` at blocks 25 and 29 by head "
         "(late blocks keep the run short; a patched forward starts at its block, so the FLOP fraction here is lower than "
-        "for whole-model sweeps). "
-        "TransformerLens ran an evenly spread subset of cells at the ends of each curve, its time scaled to the sweep. "
-        "Produced by `benchmarks/scaling.py`.\n\n"
+        "for whole-model sweeps). TransformerLens ran an evenly spread subset of cells at the ends of each curve, its time "
+        "scaled to the sweep. Produced by `benchmarks/scaling.py`.\n\n"
         f"{table(rows)}\n\n"
-        "Reading the curve: a `resid_pre` cell at position p recomputes only positions p..T-1 from block 25 on, so its "
-        "FLOP fraction is about 5/30 of the blocks times the mean suffix; a `head_z` cell needs every position from its "
-        "block on. Time grows about linearly with the number of prompts (rows are packed into forwards of a fixed memory "
-        "budget) and, per sweep, with cells times length.\n"
+        "Reading the curve: a `resid_pre` cell at position p recomputes only positions p..T-1 from block 25 on, and a "
+        "`head_z` cell every position from its block on, so the FLOP fraction does not grow with the work; the forwards "
+        "grow with the cells and the rows each holds (rows are packed into forwards of a fixed memory budget).\n"
     )
-    write_section(text)
-    print(text)
-
 
 if __name__ == "__main__":
     main()
