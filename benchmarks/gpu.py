@@ -119,7 +119,8 @@ def tl_atp(model, task, sweep: str) -> tuple[float, torch.Tensor]:
         directory, hf_model=copy.deepcopy(model.hf), tokenizer=AutoTokenizer.from_pretrained(directory)
     )
     layers = range(model.dims.n_layers)
-    names = [f"blocks.{layer}.hook_resid_pre" if sweep == "resid_pre" else f"blocks.{layer}.attn.hook_z" for layer in layers]
+    # the bridge's own hook points (hook_resid_pre and attn.hook_z are aliases of these)
+    names = [f"blocks.{layer}.hook_in" if sweep == "resid_pre" else f"blocks.{layer}.attn.o.hook_in" for layer in layers]
     rows = torch.arange(len(task))
     start = time.perf_counter()
     with torch.no_grad():
@@ -137,7 +138,10 @@ def tl_atp(model, task, sweep: str) -> tuple[float, torch.Tensor]:
     scores = []
     for name in names:
         delta = (clean[name] - saved[name].detach()) * saved[name].grad
-        scores.append(delta.sum(-1).mean(0) if sweep == "resid_pre" else delta.sum(-1).sum(1).mean(0))
+        if sweep == "resid_pre":
+            scores.append(delta.sum(-1).mean(0))
+        else:
+            scores.append(delta.reshape(*delta.shape[:2], model.dims.n_heads, -1).sum(-1).sum(1).mean(0))
     return time.perf_counter() - start, torch.stack(scores).detach().cpu()
 
 
@@ -196,15 +200,20 @@ def sae_part(model, device: str, steps: int) -> str:
 
 def tests_part(device: str, quick: bool) -> str:
     env = {**os.environ, "INTERP_TEST_DEVICE": device, "HF_HUB_OFFLINE": "1"}
-    runs = [["tests/test_hooks.py", "-q"]] if quick else [["-m", "not slow", "-q", "-p", "no:cacheprovider"], ["-m", "slow", "-q"]]
+    runs = [(["tests/test_sites.py", "-q"], 300)] if quick else [(["-m", "not slow", "-q"], 330), (["-m", "slow", "-q"], 150)]
     rows = []
-    for extra in runs:
+    for extra, limit in runs:
         start = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "pytest", *extra], cwd=ROOT, env=env, capture_output=True, text=True,
-                              check=False, timeout=420)
-        summary = (done.stdout.strip().splitlines() or ["(no output)"])[-1]
-        rows.append([" ".join(extra), done.returncode, summary, f"{time.perf_counter() - start:.0f}"])
-        failures = [line for line in done.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))]
+        try:
+            done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *extra], cwd=ROOT, env=env,
+                                  capture_output=True, text=True, check=False, timeout=limit)
+            output, code = done.stdout, done.returncode
+        except subprocess.TimeoutExpired as expired:
+            output = expired.stdout.decode() if isinstance(expired.stdout, bytes) else (expired.stdout or "")
+            code = f"timed out after {limit} s"
+        summary = (output.strip().splitlines() or ["(no output)"])[-1]
+        rows.append([" ".join(extra), code, summary, f"{time.perf_counter() - start:.0f}"])
+        failures = [line for line in output.splitlines() if line.startswith(("FAILED", "ERROR"))]
         rows += [["", "", line[:200], ""] for line in failures[:40]]
     return f"INTERP_TEST_DEVICE={device}\n\n" + markdown(["pytest", "exit", "summary", "seconds"], rows)
 
