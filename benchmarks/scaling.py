@@ -195,8 +195,11 @@ def section(rows: list[dict], loads: list[float], started: datetime, threads: in
         "scaled to the sweep. Produced by `benchmarks/scaling.py`.\n\n"
         f"{table(rows)}\n\n"
         "Reading the curve: a `resid_pre` cell at position p recomputes only positions p..T-1 from block 25 on, and a "
-        "`head_z` cell every position from its block on, so the FLOP fraction does not grow with the work; the forwards "
-        "grow with the cells and the rows each holds (rows are packed into forwards of a fixed memory budget).\n"
+        "`head_z` cell every position from its block on. The filler that lengthens the prompts is the same in the clean "
+        "and corrupt prompts, as any shared prefix is, so patching a `resid_pre` cell inside it writes the value the site "
+        "already has and costs no forward: that is why the `resid_pre` FLOP fraction falls as the prompts grow, while "
+        "TransformerLens's time grows with cells x length. `head_z` cells patch every position, so their FLOP fraction "
+        "stays flat and time grows with the rows (prompts) and their length.\n"
     )
 
 if __name__ == "__main__":
