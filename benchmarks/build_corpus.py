@@ -158,7 +158,7 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out, stream)
-    out.with_suffix(".json").write_text(json.dumps({"tokens": int(len(stream)), "tokenizer": "smollm2-135m",
+    out.with_suffix(".json").write_text(json.dumps({"tokens": len(stream), "tokenizer": "smollm2-135m",
                                                     "sources": report}, indent=2))
     print(f"wrote {len(stream):,} tokens to {out} ({out.stat().st_size / 2**20:.1f} MiB)")
 

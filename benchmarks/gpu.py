@@ -256,8 +256,9 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    import interp
     from patching_sweep import make_task
+
+    import interp
 
     model = interp.load_model(args.model, device=args.device)
     task = make_task(model, n=8 if args.quick else 32).to(args.device)

@@ -33,7 +33,7 @@ import os
 import re
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -142,7 +142,7 @@ def table(rows: list[dict]) -> str:
 def write_section(text: str) -> None:
     path = ROOT / "BENCHMARKS.md"
     current = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(r"## Scaling\n.*?(?=\n## |\Z)", re.S)
+    pattern = re.compile(r"## Scaling\n.*?(?=\n## |\Z)", re.DOTALL)
     current = pattern.sub(lambda _: text.rstrip() + "\n", current) if pattern.search(current) else current.rstrip() + "\n\n" + text
     path.write_text(current)
 
@@ -155,8 +155,9 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    import interp
     from patching_sweep import make_task
+
+    import interp
 
     model = interp.load_model(args.model)
     if args.quick:
@@ -165,7 +166,7 @@ def main() -> None:
     bridge = tl_bridge(model)
     base = make_task(model, n=max(prompts))
     loads = [load_average()]
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     rows: list[dict] = []
     plan = [(length, prompts[0]) for length in lengths] + [(lengths[0], n) for n in prompts[1:]]
     for done, (length, n) in enumerate(plan, start=1):
