@@ -218,18 +218,18 @@ def tests_part(device: str, quick: bool) -> str:
     return f"INTERP_TEST_DEVICE={device}\n\n" + markdown(["pytest", "exit", "summary", "seconds"], rows)
 
 
-def corpus_part(path: str, tokens: int, device: str, out: Path) -> str:
+def corpus_part(model, model_name: str, path: str, tokens: int, device: str, out: Path) -> str:
     from interp.runs import RunStore
     from interp.sae import TrainConfig, train
 
-    width = 16 * 576
-    saes = [{"name": f"topk-{k}", "site": "blocks.15.hook_resid_post", "d_sae": width, "normalize_activations": "layer_norm",
+    width, site = 16 * model.dims.d_model, f"blocks.{model.dims.n_layers // 2}.hook_resid_post"
+    saes = [{"name": f"topk-{k}", "site": site, "d_sae": width, "normalize_activations": "layer_norm",
              "activation": {"kind": "topk", "k": k}} for k in (64, 256, 1024)]
-    saes += [{"name": f"topafa-{name}", "site": "blocks.15.hook_resid_post", "d_sae": width, "normalize_activations": "layer_norm",
+    saes += [{"name": f"topafa-{name}", "site": site, "d_sae": width, "normalize_activations": "layer_norm",
               "activation": {"kind": "top_afa", "afa_coeff": value, "afa_target": "input"}}
              for name, value in (("1_128", 1 / 128), ("1_64", 1 / 64), ("1_32", 1 / 32), ("1_24", 1 / 24), ("1_16", 1 / 16))]
     config = TrainConfig.model_validate({
-        "model": "smollm2-135m", "device": device, "training_tokens": tokens, "checkpoint_every": 0,
+        "model": model_name, "device": device, "training_tokens": tokens, "checkpoint_every": 0,
         "data": {"source": {"kind": "tokens", "path": path}, "context_size": 128, "eval_rows": 64},
         "store": {"batch_size": 4096, "buffer_rows": 512, "model_batch_size": 256, "cache": False},
         "optim": {"warmup_steps": 100, "decay_steps": max(1, tokens // 4096 // 5)},
@@ -271,8 +271,10 @@ def main() -> None:
         "tests": lambda: tests_part(args.device, args.quick),
     }
     if args.corpus:
-        parts["corpus"] = lambda: corpus_part(args.corpus, args.corpus_tokens, args.device, out)
+        parts["corpus"] = lambda: corpus_part(model, args.model, args.corpus, args.corpus_tokens, args.device, out)
     chosen = [p for p in args.parts.split(",") if p] + (["corpus"] if args.corpus else [])
+    if args.corpus and not Path(args.corpus).is_file():
+        raise SystemExit(f"no token file {args.corpus}; build one with benchmarks/build_corpus.py")
     for name in chosen:
         start = time.perf_counter()
         try:
