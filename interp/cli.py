@@ -15,7 +15,8 @@ from rich.table import Table
 
 from interp.cli_errors import DEBUG_KEY, ErrorHandlingGroup
 from interp.cli_options import (
-    DebugOption, DeviceOption, DtypeOption, ResumeOption, RunsOption, SetOption, fail, overrides,
+    AddressOption, DebugOption, DeviceOption, DtypeOption, ExecutorOption, ResumeOption, RunsOption, SetOption, WorkersOption,
+    fail, overrides,
 )
 from interp.errors import InterpError
 
@@ -61,8 +62,11 @@ def patch(
     dtype: DtypeOption = None,
     set_: SetOption = None,
     runs: RunsOption = None,
+    executor: ExecutorOption = "local",
+    address: AddressOption = None,
+    workers: WorkersOption = None,
 ) -> None:
-    """Run the activation patching sweeps of CONFIG into the runs store (resumable)."""
+    """Run the activation patching sweeps of CONFIG into the runs store (resumable, locally or on Ray)."""
     from interp.config import load_config
     from interp.patching.config import PatchConfig
     from interp.patching.runner import run_config
@@ -72,12 +76,14 @@ def patch(
         settings = load_config(config, PatchConfig, overrides(set_, device=device, dtype=dtype))
         store = RunStore(runs)
         with _progress() as bar:
-            task_id = bar.add_task("patching", total=None)
+            task_id = bar.add_task("patching cells" if executor == "local" else "patching cells (ray shards)", total=None)
 
             def advance(done: int, total: int) -> None:
                 bar.update(task_id, completed=done, total=total)
 
-            run = run_config(settings, store, resume=resume, progress=advance)
+            run = run_config(
+                settings, store, resume=resume, progress=advance, executor=executor, address=address, workers=workers
+            )
     except InterpError as error:
         fail(error)
     summary = run.manifest.get("summary", {})

@@ -8,6 +8,9 @@
 * ``--set KEY=VALUE`` (repeatable): override a config setting by its dotted path
   (:func:`interp.config.load_config`);
 * ``--device`` and ``--dtype``: shorthands for ``--set device=...`` and ``--set dtype=...``;
+* ``--executor local|ray``, ``--address`` and ``--workers``: where a sweep's shards are computed
+  (:mod:`interp.cluster`): in this process, or on Ray actors of the cluster at ``--address`` (without
+  one, a local cluster of ``--workers`` actors started for the command);
 * ``--debug`` (before the command: ``interp --debug patch ...``): show the full traceback of an error
   instead of the one line :mod:`interp.cli_errors` prints.
 """
@@ -62,6 +65,25 @@ DebugOption = Annotated[
 ]
 DtypeOption = Annotated[
     str | None, typer.Option("--dtype", help="override the config's dtype (float32, float64, bfloat16, float16)")
+]
+
+ExecutorOption = Annotated[
+    str,
+    typer.Option("--executor", help="where shards are computed: local (this process) or ray (Ray actors, one model each)"),
+]
+AddressOption = Annotated[
+    str | None,
+    typer.Option(
+        "--address", metavar="ADDR",
+        help="Ray cluster to run on (e.g. auto, or ray://host:10001); default: start a local cluster",
+    ),
+]
+WorkersOption = Annotated[
+    int | None,
+    typer.Option(
+        "--workers", min=1,
+        help="Ray actors (each loads the model once); default: one per GPU, or per CPU, of the cluster (2 on a local one)",
+    ),
 ]
 
 

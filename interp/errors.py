@@ -56,3 +56,7 @@ class GenerationError(InterpError, ValueError):
 class BackendCapabilityError(InterpError, NotImplementedError):
     """A capability (starting a forward at a block, a KV cache, an attention implementation, a rule's
     modules) that the backend a model was wrapped from cannot provide; the message names both."""
+
+
+class MissingDependencyError(InterpError, ImportError):
+    """An optional package a feature needs is not installed; the message gives the pip command."""

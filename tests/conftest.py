@@ -1,4 +1,8 @@
-"""Shared fixtures: tiny random models of every family (fast), and the embedded default (slow)."""
+"""Shared fixtures: tiny random models of every family (fast), and the embedded default (slow).
+
+``INTERP_TEST_DEVICE`` (default ``cpu``) is the device these fixtures load their models on, so
+``INTERP_TEST_DEVICE=cuda pytest -m "not slow"`` runs the tests that use them on the GPU.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import interp  # noqa: E402
 from interp.models.tiny import TINY_MODELS  # noqa: E402
 
+DEVICE = os.environ.get("INTERP_TEST_DEVICE", "cpu")
+
 PROMPTS = [
     "When Mary and John went to the store, John gave a drink to",
     "Then, Alice and Bob had a long talk at the park. Bob handed the",
@@ -22,12 +28,12 @@ PROMPTS = [
 
 @pytest.fixture(params=TINY_MODELS)
 def tiny(request: pytest.FixtureRequest) -> interp.Model:
-    return interp.load_model(request.param)
+    return interp.load_model(request.param, device=DEVICE)
 
 
 @pytest.fixture(params=TINY_MODELS)
 def tiny64(request: pytest.FixtureRequest) -> interp.Model:
-    return interp.load_model(request.param, dtype=torch.float64)
+    return interp.load_model(request.param, dtype=torch.float64, device=DEVICE)
 
 
 @pytest.fixture()
@@ -42,10 +48,19 @@ def one_thread() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def smollm() -> interp.Model:
-    return interp.load_model("smollm2-135m")
+    return interp.load_model("smollm2-135m", device=DEVICE)
 
 
 def no_hooks_left(model: interp.Model) -> bool:
     return all(
         not (m._forward_hooks or m._forward_pre_hooks or m._backward_hooks) for m in model.hf.modules()
     )
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[object]:
+    """A local Ray cluster of two CPUs for the whole session (starting one takes seconds)."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()

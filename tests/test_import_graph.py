@@ -20,6 +20,7 @@ RANKS: dict[str, int] = {
     "sites": 1,
     "runs": 1,
     "config": 1,
+    "cluster": 1,
     "indices": 1,
     "arch": 2,
     "attention": 2,

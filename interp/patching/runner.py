@@ -6,6 +6,12 @@ its last finished shard. The unpatched clean and corrupt runs are recomputed on 
 deterministic, so the resumed run's numbers equal an uninterrupted run's exactly. Once every shard
 of a sweep is in, the shards are assembled into a :class:`PatchingResult` stored under the sweep's
 name, and the run's manifest gets a summary (the strongest cells, cost, FLOP fraction).
+
+Shards are computed by :class:`ShardWorker`: one in this process, or one per Ray actor across a
+cluster (``executor="ray"``, :mod:`interp.cluster`), each loading the model once. Either way the
+shards come back here and are written into the run in the same layout with the same done-markers,
+so a run started on Ray can be resumed locally and the other way round, and the assembled results
+are the same to the bit for the same dtype, device and torch thread count.
 """
 
 from __future__ import annotations
@@ -17,11 +23,14 @@ from typing import Any
 import pandas as pd
 import torch
 
-from interp.cells import sweep_groups
+from interp.cells import CellGroup, sweep_groups
+from interp.cluster import Executor
+from interp.cluster import executor as pool_of
 from interp.config import DTYPES
 from interp.model import Model
 from interp.models import load_model
 from interp.patching.config import PatchConfig
+from interp.patching.engine import PatchingEngine
 from interp.patching.persist import save_result
 from interp.patching.result import Cost, PatchingResult
 from interp.patching.sweep import axis_labels, make_engine
@@ -36,54 +45,123 @@ def sweep_name(index: int, config: PatchConfig) -> str:
     return f"sweep{index}_{config.sweeps[index].sweep}"
 
 
-def total_cells(model: Model, task: Any, config: PatchConfig) -> int:
-    return sum(len(sweep_groups(model, task, **s.model_dump(), allow_named=True)[0]) for s in config.sweeps)
+class ShardWorker:
+    """Computes the shards of a config's sweeps: the model and task are built once, the engine once per sweep.
+
+    The same worker serves a run in this process and each Ray actor of a distributed run, so both
+    compute every shard with the same code on the same inputs. A worker keeps one sweep's engine
+    (its unpatched runs) at a time; taking shards sweep by sweep prepares each engine once.
+    """
+
+    def __init__(self, config: PatchConfig, device: str | None = None) -> None:
+        torch.manual_seed(0)
+        self.config = config
+        self.model = load_model(config.model, device=device or config.device, dtype=DTYPES[config.dtype])
+        self.task = build_task(self.model, config.task)
+        self._groups: dict[int, tuple[list[CellGroup], tuple[str, ...], dict[str, list[int]]]] = {}
+        self._engine: tuple[int, str, PatchingEngine] | None = None
+        self._baselines: dict[int, tuple[str, dict[str, torch.Tensor]]] = {}
+
+    def groups(self, index: int) -> tuple[list[CellGroup], tuple[str, ...], dict[str, list[int]]]:
+        if index not in self._groups:
+            groups, axes, coords = sweep_groups(self.model, self.task, **self.config.sweeps[index].model_dump(), allow_named=True)
+            self._groups[index] = (list(groups), axes, coords)
+        return self._groups[index]
+
+    def engine(self, index: int) -> tuple[str, PatchingEngine]:
+        """Sweep ``index``'s engine, prepared for all of its cells."""
+        if self._engine is None or self._engine[0] != index:
+            c = self.config
+            metric, engine = make_engine(self.model, self.task, c.metric, c.direction, c.prefix_reuse, c.max_rows, c.skip_noop_rows)
+            engine.ensure_prepared(self.groups(index)[0])
+            self._engine = (index, metric, engine)
+            self._baselines[index] = (metric, engine.baselines)
+        return self._engine[1], self._engine[2]
+
+    def plan(self) -> dict[str, Any]:
+        """What the run records before any shard: model, data set, task table, each sweep's grid and shard sizes."""
+        model, task, config = self.model, self.task, self.config
+        sweeps = []
+        for index in range(len(config.sweeps)):
+            groups, axes, coords = self.groups(index)
+            sizes = [len(groups[i : i + config.shard_cells]) for i in range(0, len(groups), config.shard_cells)]
+            sweeps.append({
+                "name": sweep_name(index, config), "axes": axes, "coords": coords, "shard_sizes": sizes,
+                "labels": axis_labels(model, task, config.sweeps[index].positions),
+            })
+        return {
+            "model": {"name": model.name, "family": model.arch.family, "n_layers": model.dims.n_layers},
+            "dataset": {"name": getattr(task, "name", config.task.kind), "examples": len(task), **config.task.model_dump()},
+            "task_name": getattr(task, "name", None),
+            "task": task_frame(model, task),
+            "aligned": task.aligned,
+            "sweeps": sweeps,
+        }
+
+    def shard(self, index: int, shard_index: int) -> tuple[int, int, torch.Tensor, torch.Tensor]:
+        """``(index, shard_index, values, cost spent)`` of shard ``shard_index`` of sweep ``index``."""
+        groups = self.groups(index)[0]
+        size = self.config.shard_cells
+        _, engine = self.engine(index)
+        before = engine.cost.as_dict()
+        values = engine.run(groups[shard_index * size : (shard_index + 1) * size])
+        spent = [engine.cost.as_dict()[k] - before[k] for k in COST_FIELDS]
+        return index, shard_index, values, torch.tensor(spent, dtype=torch.float64)
+
+    def baselines(self, index: int) -> tuple[str, dict[str, torch.Tensor]]:
+        """The metric's name and its values on the unpatched clean and corrupt runs of sweep ``index``."""
+        if index not in self._baselines:
+            self.engine(index)
+        return self._baselines[index]
 
 
 def run_config(
-    config: PatchConfig, store: RunStore, resume: str | None = None, progress: Callable[[int, int], None] | None = None
+    config: PatchConfig,
+    store: RunStore,
+    resume: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    executor: Executor = "local",
+    address: str | None = None,
+    workers: int | None = None,
 ) -> Run:
     """Execute every sweep of ``config`` into a run of ``store``; returns the finished run.
 
     ``resume`` continues a run from its last finished shard (see :mod:`interp.runs.lifecycle`).
-    ``progress(done_cells, total_cells)`` is called as cells finish.
+    ``progress(done_cells, total_cells)`` is called as shards finish. ``executor="ray"`` computes the
+    shards on Ray actors (one model each, a GPU each when ``config.device`` is CUDA) at ``address``,
+    or on a local Ray cluster of ``workers`` actors (see :mod:`interp.cluster`). Shards are written
+    here, in the same layout and with the same done-markers either way, so a run started with one
+    executor resumes with the other; the numbers are the same to the bit for the same dtype, device
+    and torch thread count.
     """
-    torch.manual_seed(0)
-    model = load_model(config.model, device=config.device, dtype=DTYPES[config.dtype])
-    task = build_task(model, config.task)
-    identity = {"name": model.name, "family": model.arch.family, "n_layers": model.dims.n_layers}
-    dataset = {"name": getattr(task, "name", config.task.kind), "examples": len(task), **config.task.model_dump()}
-    with lifecycle(store, "patching", config.model_dump(), model=identity, dataset=dataset, resume=resume) as run:
-        run.write_table("task", task_frame(model, task))
-        total = total_cells(model, task, config)
-        done = 0
-        summary: dict[str, Any] = {}
-        for index, sweep in enumerate(config.sweeps):
-            name = sweep_name(index, config)
-            groups, axes, coords = sweep_groups(model, task, **sweep.model_dump(), allow_named=True)
-            metric_name, engine = make_engine(
-                model, task, config.metric, config.direction, config.prefix_reuse, config.max_rows, config.skip_noop_rows
-            )
-            engine.ensure_prepared(groups)
-            finished = set(run.finished_shards(name))
-            shards = [groups[i : i + config.shard_cells] for i in range(0, len(groups), config.shard_cells)]
-            for shard_index, shard in enumerate(shards):
-                if shard_index in finished:
-                    done += len(shard)
-                    continue
-                before = engine.cost.as_dict()
-                values = engine.run(shard)
-                spent = [engine.cost.as_dict()[k] - before[k] for k in COST_FIELDS]
-                run.write_shard(name, shard_index, tensors={"values": values, "cost": torch.tensor(spent, dtype=torch.float64)})
-                done += len(shard)
+    gpus = 1 if executor == "ray" and config.device.startswith("cuda") else 0
+    device = "cuda" if gpus else None  # Ray shows each actor its own GPU as cuda:0
+    with pool_of(executor, ShardWorker, (config, device), address=address, workers=workers, gpus_per_worker=gpus) as pool:
+        plan = pool.call("plan")
+        with lifecycle(store, "patching", config.model_dump(), model=plan["model"], dataset=plan["dataset"], resume=resume) as run:
+            run.write_table("task", plan["task"])
+            sweeps = plan["sweeps"]
+            total = sum(sum(s["shard_sizes"]) for s in sweeps)
+            pending = []
+            for index, sweep in enumerate(sweeps):
+                finished = set(run.finished_shards(sweep["name"]))
+                pending += [(index, i) for i in range(len(sweep["shard_sizes"])) if i not in finished]
+            done = total - sum(sweeps[i]["shard_sizes"][s] for i, s in pending)
+            for index, shard_index, values, spent in pool.map("shard", pending):
+                run.write_shard(sweeps[index]["name"], shard_index, tensors={"values": values, "cost": spent})
+                done += sweeps[index]["shard_sizes"][shard_index]
                 if progress is not None:
                     progress(done, total)
-            result = assemble(run, name, sweep.sweep, axes, coords, metric_name, config, engine.baselines,
-                              **axis_labels(model, task, sweep.positions))
-            result.meta.update({"model": model.name, "task": getattr(task, "name", None), "aligned": task.aligned})
-            save_result(run, name, result)
-            summary[name] = summarise(result)
-        run.finish(summary)
+            summary: dict[str, Any] = {}
+            for index, (sweep, request) in enumerate(zip(sweeps, config.sweeps, strict=True)):
+                metric, baselines = pool.call("baselines", index)
+                result = assemble(
+                    run, sweep["name"], request.sweep, sweep["axes"], sweep["coords"], metric, config, baselines, **sweep["labels"]
+                )
+                result.meta.update({"model": plan["model"]["name"], "task": plan["task_name"], "aligned": plan["aligned"]})
+                save_result(run, sweep["name"], result)
+                summary[sweep["name"]] = summarise(result)
+            run.finish(summary)
     return run
 
 

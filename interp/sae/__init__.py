@@ -39,7 +39,16 @@ from interp.sae.pipeline import train
 from interp.sae.sae import SAE, SAEConfig
 from interp.sae.splice import LatentRecord, SAESplice, splice
 from interp.sae.store import ActivationStore
-from interp.sae.tokens import DemoSource, JsonlSource, TextSource, TokenFileSource, load_tokens
+from interp.sae.tokens import (
+    DemoSource,
+    HFDiskSource,
+    JsonlSource,
+    ParquetSource,
+    TextDirSource,
+    TextSource,
+    TokenFileSource,
+    load_tokens,
+)
 from interp.sae.trainer import OptimConfig, SAETrainer
 
 __all__ = [
@@ -49,17 +58,20 @@ __all__ = [
     "DemoSource",
     "FeatureStats",
     "GSAEConfig",
+    "HFDiskSource",
     "JsonlSource",
     "JumpReLUConfig",
     "LatentRecord",
     "Latents",
     "OptimConfig",
+    "ParquetSource",
     "ReLUConfig",
     "SAEConfig",
     "SAEFormatError",
     "SAEMetrics",
     "SAESplice",
     "SAETrainer",
+    "TextDirSource",
     "TextSource",
     "TokenFileSource",
     "TopAFAConfig",

@@ -29,6 +29,7 @@ layer-normed input near ``sqrt(d_in)``):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -80,13 +81,27 @@ def sae_loss(
     dead: Tensor | None = None,
     auxk_coef: float = 1 / 32,
     k_aux: int | None = None,
+    reduce: Callable[[Tensor], Tensor] | None = None,
 ) -> LossOutput:
-    """Loss of ``sae`` on a batch ``x (n, d_in)``; ``dead`` is a ``(d_sae,)`` mask of dead latents."""
+    """Loss of ``sae`` on a batch ``x (n, d_in)``; ``dead`` is a ``(d_sae,)`` mask of dead latents.
+
+    ``reduce`` (data-parallel training) sums a tensor over every process's part of the batch: then
+    ``x`` is this process's part, the normalisers (token count, mean, total variance) are the whole
+    batch's, and each returned term is this part's share, so the parts' terms add up to the whole
+    batch's (the per-token activations select per token, so nothing else depends on the split).
+    """
     encoded = sae.encode_detailed(x, grad)
     latents = encoded.latents
     target = encoded.x_in
     residual = target - sae.decode_normalized(latents)
-    total_variance = (target - target.mean(dim=0)).pow(2).sum().clamp_min(torch.finfo(target.dtype).tiny)
+    if reduce is None:
+        n_tokens = target.shape[0]
+        centred = target - target.mean(dim=0)
+    else:
+        n_tokens = int(reduce(target.new_tensor(float(target.shape[0]))))
+        centred = target - reduce(target.detach().sum(dim=0)) / n_tokens
+    total_variance = centred.pow(2).sum() if reduce is None else reduce(centred.detach().pow(2).sum())
+    total_variance = total_variance.clamp_min(torch.finfo(target.dtype).tiny)
     fvu = residual.pow(2).sum() / total_variance
     zero = fvu.new_zeros(())
     auxk = zero
@@ -95,14 +110,14 @@ def sae_loss(
     config = sae.config.activation
     afa = zero
     if config.kind == "top_afa" and config.afa_coeff > 0:
-        per_element_variance = total_variance / target.numel()
+        per_element_variance = total_variance / (n_tokens * target.shape[1])
         z = encoded.x_cent if config.afa_target == "centred" else target
         norm_gap = latents.values.norm(dim=1) - z.norm(dim=1)
-        afa = norm_gap.pow(2).mean() / per_element_variance
+        afa = (norm_gap.pow(2).mean() if reduce is None else norm_gap.pow(2).sum() / n_tokens) / per_element_variance
     l1 = zero
     if config.kind == "relu" and config.l1_coeff > 0:
-        rms = (total_variance / target.shape[0]).sqrt()
-        l1 = (latents.values.abs() * sae.W_dec.norm(dim=1)).sum() / (target.shape[0] * rms)
+        rms = (total_variance / n_tokens).sqrt()
+        l1 = (latents.values.abs() * sae.W_dec.norm(dim=1)).sum() / (n_tokens * rms)
     loss = fvu + auxk_coef * auxk
     if config.kind == "top_afa":
         loss = loss + config.afa_coeff * afa

@@ -21,6 +21,10 @@ What the run holds: ``checkpoint.safetensors``, ``train_log.parquet`` (one row p
 indices, token ids and kept positions; feature statistics index these rows),
 ``features-<name>.safetensors``/``.parquet``, ``vocab-<name>.parquet``, and ``saes/<name>/``; the manifest's summary has each SAE's L0, FVU,
 CE recovered and dead fraction.
+
+Under ``torchrun --nproc-per-node N`` the same function trains data-parallel
+(:mod:`interp.sae.parallel`): every process steps on its part of each batch, rank 0 writes the run;
+the run resumes under any number of processes.
 """
 
 from __future__ import annotations
@@ -39,8 +43,9 @@ from interp.sae.config import TrainConfig
 from interp.sae.features import feature_stats, save_features
 from interp.sae.io import save_sae
 from interp.sae.metrics import evaluate
+from interp.sae.parallel import Group, data_parallel
 from interp.sae.sae import SAE, SAEConfig
-from interp.sae.store import ActivationStore
+from interp.sae.store import ActivationStore, StoreError
 from interp.sae.tokens import load_tokens, split_rows
 from interp.sae.trainer import SAETrainer, StepStats
 
@@ -136,7 +141,29 @@ def train(
     :mod:`interp.runs.lifecycle`). ``stop_after`` ends training after that many steps
     as an interruption would (checkpoint written, run left ``running``), to be resumed later.
     """
-    device = _device(config.device)
+    with data_parallel(_device(config.device)) as group:
+        return _train(config, runs, resume, progress and group.leader, stop_after, log if group.leader else _quiet, group)
+
+
+def _quiet(message: str) -> None:
+    """Drops a log line: only rank 0 prints."""
+
+
+def _train(
+    config: TrainConfig,
+    runs: RunStore,
+    resume: str | None,
+    progress: bool,
+    stop_after: int | None,
+    log: Callable[[str], None],
+    group: Group,
+) -> Run:
+    device = group.device
+    if config.store.batch_size % group.world:
+        raise StoreError(
+            f"store.batch_size {config.store.batch_size} does not split evenly over {group.world} processes; "
+            "choose a batch size divisible by --nproc-per-node"
+        )
     model = load_model(config.model, device=device, dtype=getattr(torch, config.model_dtype))
     tokens = load_tokens(config.data.source, model.tokenizer, config.data.context_size, config.data.prepend_bos)
     if config.data.max_rows is not None:
@@ -151,6 +178,8 @@ def train(
             cache_note["last"] = time.monotonic()
             log(f"caching activations: {done}/{total} rows")
 
+    if not group.leader:
+        group.barrier()  # rank 0 builds the disk cache; the others open it once it is complete
     store = ActivationStore(
         model,
         sites,
@@ -168,10 +197,15 @@ def train(
         cache_dtype=config.store.cache_dtype,
         progress=cache_progress,
     )
+    if group.leader:
+        group.barrier()
     dataset = config.data.source.model_dump()
+    if not group.leader:
+        return _follow(config, runs, model, store, group, stop_after)
     with lifecycle(runs, RUN_KIND, config.to_json(), model=model.name, dataset=dataset, resume=resume) as run:
+        group.share(run.id)
         saes = build_saes(config, model, store)
-        trainer = SAETrainer(saes, config.optim, config.total_steps, device)
+        trainer = SAETrainer(saes, config.optim, config.total_steps, device, distributed=group.distributed)
         previous_log = None
         if CHECKPOINT in run.tensor_files():
             trainer.load_state_tensors(run.read_tensors(CHECKPOINT))
@@ -188,7 +222,8 @@ def train(
         view = _ProgressView(config.total_steps, first_step, config.store.batch_size, progress)
         started = time.perf_counter()
         with view.progress:
-            trainer.fit(store.batches(first_step, end), view.update, checkpoint, config.checkpoint_every)
+            batches = store.batches(first_step, end, group.rank, group.world)
+            trainer.fit(batches, view.update, checkpoint, config.checkpoint_every)
         seconds = time.perf_counter() - started
         if trainer.step_index > first_step:
             checkpoint(trainer)
@@ -199,6 +234,18 @@ def train(
         summary["train_seconds"] = seconds
         summary["train_tokens_per_second"] = (trainer.step_index - first_step) * config.store.batch_size / max(seconds, 1e-9)
         run.finish(summary=summary)
+    return run
+
+
+def _follow(config: TrainConfig, runs: RunStore, model, store: ActivationStore, group: Group, stop_after: int | None) -> Run:
+    """A process other than rank 0: train its part of each batch in step with rank 0, write nothing."""
+    run = runs.get(group.share(None))
+    saes = build_saes(config, model, store)
+    trainer = SAETrainer(saes, config.optim, config.total_steps, group.device, distributed=True)
+    if CHECKPOINT in run.tensor_files():  # read before rank 0 can write another: that needs this process's steps
+        trainer.load_state_tensors(run.read_tensors(CHECKPOINT))
+    end = config.total_steps if stop_after is None else min(config.total_steps, stop_after)
+    trainer.fit(store.batches(trainer.step_index, end, group.rank, group.world))
     return run
 
 

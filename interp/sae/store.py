@@ -243,8 +243,18 @@ class ActivationStore:
             grads = {s: g[keep][order] for s, g in grads.items()}
         return acts, grads
 
-    def batches(self, start: int = 0, stop: int | None = None) -> Iterator[ActivationBatch]:
-        """Batches ``start, start + 1, ...`` (up to ``stop``, else forever), each of ``batch_size`` tokens."""
+    def batches(self, start: int = 0, stop: int | None = None, rank: int = 0, world: int = 1) -> Iterator[ActivationBatch]:
+        """Batches ``start, start + 1, ...`` (up to ``stop``, else forever), each of ``batch_size`` tokens.
+
+        With ``world`` > 1 (data-parallel training), each batch is process ``rank``'s part of the
+        global batch: the ``rank``-th of ``world`` equal consecutive slices.
+        """
+        if self.batch_size % world:
+            raise StoreError(
+                f"a batch of {self.batch_size} tokens does not split evenly over {world} processes; "
+                "choose a batch_size divisible by the number of processes"
+            )
+        part = self.batch_size // world
         index = start
         epoch, chunk, offset = self._locate(start * self.batch_size)
         acts: dict[str, torch.Tensor] | None = None
@@ -265,7 +275,7 @@ class ActivationStore:
                 epoch, chunk = epoch + 1, 0
             held = next(iter(acts.values())).shape[0]
             while held - used >= self.batch_size and (stop is None or index < stop):
-                window = slice(used, used + self.batch_size)
+                window = slice(used + rank * part, used + (rank + 1) * part)
                 yield ActivationBatch(
                     index=index,
                     acts={s: a[window] for s, a in acts.items()},

@@ -20,6 +20,14 @@ sits there. When that first token is a weak one (a newline, a word fragment) the
 token beyond position 1 exceeds 5x the median. One such token in a batch of 4,096 dominates its
 variance, so :meth:`TokenRows.keep_mask` drops special tokens and the first two positions by default.
 
+**Sources users bring** are read as a stream, never whole: Parquet files (a text column, read one
+record batch at a time), a Hugging Face dataset saved to disk with ``save_to_disk`` (its Arrow files
+read one record batch at a time with pyarrow, so the ``datasets`` package is not needed), and
+directories of text files (one file at a time). Documents are tokenised in batches and their ids
+kept as compact int32 arrays (4 bytes a token); ``max_tokens`` stops reading once that many tokens
+are in. For corpora beyond memory, tokenise once into a token file (``kind: tokens``), which is
+memory-mapped.
+
 The demo corpus (``interp/sae/corpus/``, about 400 KB, see its README for sources and licences)
 is: 35 short varied English texts written for this project, and prose from the Python 3.11
 reference and standard-library docstrings (PSF licence).
@@ -29,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
@@ -80,7 +89,40 @@ class TokenFileSource(ConfigModel):
     dtype: Literal["uint16", "int32", "uint32", "int64"] = "uint16"
 
 
-TokenSource = Annotated[DemoSource | TextSource | JsonlSource | TokenFileSource, Field(discriminator="kind")]
+class ParquetSource(ConfigModel):
+    """Parquet files (or directories of them) with one document per row in the string column ``column``."""
+
+    kind: Literal["parquet"] = "parquet"
+    paths: list[str] = Field(min_length=1)
+    column: str = "text"
+    max_tokens: int | None = Field(None, gt=0, description="stop reading once this many tokens are in")
+
+
+class HFDiskSource(ConfigModel):
+    """A Hugging Face dataset written by ``save_to_disk`` (a ``Dataset``, or one ``split`` of a ``DatasetDict``)."""
+
+    kind: Literal["hf_disk"] = "hf_disk"
+    path: str
+    split: str | None = None
+    column: str = "text"
+    max_tokens: int | None = Field(None, gt=0, description="stop reading once this many tokens are in")
+
+
+class TextDirSource(ConfigModel):
+    """Every file matching ``pattern`` under a directory, in sorted order; each file is split into documents at ``separator``."""
+
+    kind: Literal["text_dir"] = "text_dir"
+    path: str
+    pattern: str = "**/*.txt"
+    separator: str = DOCUMENT_SEPARATOR
+    max_tokens: int | None = Field(None, gt=0, description="stop reading once this many tokens are in")
+
+
+StreamSource = ParquetSource | HFDiskSource | TextDirSource
+TokenSource = Annotated[
+    DemoSource | TextSource | JsonlSource | TokenFileSource | ParquetSource | HFDiskSource | TextDirSource,
+    Field(discriminator="kind"),
+]
 
 
 @dataclass
@@ -149,6 +191,106 @@ def _documents(source: DemoSource | TextSource | JsonlSource) -> list[str]:
     return docs
 
 
+def _column_batches(batches: Iterator, column: str, where: str) -> Iterator[list[str]]:
+    """The string column ``column`` of each pyarrow record batch, as a list of documents."""
+    for batch in batches:
+        if column not in batch.schema.names:
+            raise TokenSourceError(f"{where} has no column {column!r}; its columns are {batch.schema.names}")
+        values = batch.column(column).to_pylist()
+        if any(v is not None and not isinstance(v, str) for v in values):
+            raise TokenSourceError(f"column {column!r} of {where} does not hold text")
+        yield [v for v in values if v and v.strip()]
+
+
+def _parquet_files(paths: list[str]) -> list[Path]:
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if path.is_dir():
+            found = sorted(path.rglob("*.parquet"))
+            if not found:
+                raise TokenSourceError(f"directory {path} holds no .parquet files")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise TokenSourceError(f"token source file {path} does not exist")
+    return files
+
+
+def _arrow_files(source: HFDiskSource) -> list[Path]:
+    """The Arrow files of a ``save_to_disk`` directory (``state.json`` lists them), for ``source.split``."""
+    root = Path(source.path).expanduser()
+    if (root / "dataset_dict.json").is_file():
+        splits = json.loads((root / "dataset_dict.json").read_text(encoding="utf-8")).get("splits", [])
+        if source.split is None or source.split not in splits:
+            raise TokenSourceError(f"{root} is a DatasetDict; choose its split with split: one of {splits}")
+        root = root / source.split
+    state = root / "state.json"
+    if not state.is_file():
+        raise TokenSourceError(
+            f"{root} is not a dataset saved with save_to_disk (no state.json); for Parquet files use kind: parquet"
+        )
+    names = [entry["filename"] for entry in json.loads(state.read_text(encoding="utf-8")).get("_data_files", [])]
+    missing = [name for name in names if not (root / name).is_file()]
+    if missing or not names:
+        raise TokenSourceError(f"dataset {root} lists Arrow files it does not hold: {missing or 'none listed'}")
+    return [root / name for name in names]
+
+
+def _stream_documents(source: StreamSource) -> Iterator[list[str]]:
+    """Batches of documents of a streamed source, read a piece at a time."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if isinstance(source, ParquetSource):
+        for path in _parquet_files(source.paths):
+            try:
+                table = pq.ParquetFile(path)
+            except (pa.ArrowInvalid, OSError) as error:
+                raise TokenSourceError(f"{path} is not a readable Parquet file ({error})") from None
+            if source.column not in table.schema_arrow.names:
+                raise TokenSourceError(f"{path} has no column {source.column!r}; its columns are {table.schema_arrow.names}")
+            yield from _column_batches(table.iter_batches(batch_size=256, columns=[source.column]), source.column, str(path))
+    elif isinstance(source, HFDiskSource):
+        for path in _arrow_files(source):
+            with pa.memory_map(str(path)) as stream:
+                yield from _column_batches(iter(pa.ipc.open_stream(stream)), source.column, str(path))
+    else:
+        root = Path(source.path).expanduser()
+        if not root.is_dir():
+            raise TokenSourceError(f"text directory {root} does not exist")
+        files = sorted(p for p in root.glob(source.pattern) if p.is_file())
+        if not files:
+            raise TokenSourceError(f"no file under {root} matches {source.pattern!r}")
+        for path in files:
+            try:
+                text = path.read_text(encoding="utf-8")
+            except UnicodeDecodeError:
+                raise TokenSourceError(f"{path} is not UTF-8 text; narrow pattern to the text files") from None
+            yield [d.strip() for d in text.split(source.separator) if d.strip()]
+
+
+def _stream_ids(source: StreamSource, tokenizer) -> np.ndarray:
+    """The token stream of a streamed source (documents each followed by EOS), up to ``max_tokens``."""
+    separator = tokenizer.eos_token_id
+    parts: list[np.ndarray] = []
+    total = 0
+    for documents in _stream_documents(source):
+        if not documents:
+            continue
+        for ids in tokenizer(documents, add_special_tokens=False)["input_ids"]:
+            piece = np.asarray([*ids, separator] if separator is not None else ids, dtype=np.int32)
+            parts.append(piece)
+            total += len(piece)
+        if source.max_tokens is not None and total >= source.max_tokens:
+            break
+    if not parts:
+        raise TokenSourceError(f"token source {source!r} holds no documents")
+    stream = np.concatenate(parts)
+    return stream[: source.max_tokens] if source.max_tokens is not None else stream
+
+
 def _special_ids(tokenizer) -> tuple[int, ...]:
     ids = {int(i) for i in getattr(tokenizer, "all_special_ids", []) or []}
     for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
@@ -190,6 +332,10 @@ def load_tokens(source: TokenSource, tokenizer, context_size: int, prepend_bos: 
                 raise TokenSourceError(f"{path} holds rows of {array.shape[1]} tokens, but context_size is {context_size}")
             return TokenRows(ids=array, fingerprint=fingerprint, special_ids=specials, prepend_bos=prepend_bos)
         return TokenRows(ids=_pack(np.asarray(array), context_size, bos), fingerprint=fingerprint, special_ids=specials, prepend_bos=prepend_bos)
+    if isinstance(source, ParquetSource | HFDiskSource | TextDirSource):
+        rows = _pack(_stream_ids(source, tokenizer), context_size, bos)
+        digest = hashlib.sha256(rows.tobytes()).hexdigest()[:16]
+        return TokenRows(ids=rows, fingerprint=digest, special_ids=specials, prepend_bos=prepend_bos)
     separator = tokenizer.eos_token_id
     pieces: list[int] = []
     for document in _documents(source):

@@ -23,6 +23,18 @@ very same tokens). Each has its own Adam and dead-latent counters.
 buffers, Adam's moments and step counts, the dead-latent counters and the step number; with the
 store's position-seeded stream that is the whole state, so a killed run resumed from its last
 checkpoint continues bit for bit as the uninterrupted run would have (``tests/sae/test_train.py``).
+
+**Data-parallel training** (``distributed=True``, inside an initialised :mod:`torch.distributed`
+process group, e.g. under ``torchrun``): each process steps on its equal part of every global
+batch, and each SAE is wrapped in :class:`~torch.nn.parallel.DistributedDataParallel`, which
+averages the gradients. The loss is normalised by the *whole* batch's token count and variance
+(:func:`interp.sae.losses.sae_loss` with ``reduce``) and scaled by the world size, so the averaged
+gradient is the whole batch's gradient; ``b_dec``'s initial mean, the fired-latent counters and the
+logged statistics are also reduced over processes. For the per-token activations (TopK, top-AFA,
+ReLU, JumpReLU) every replica therefore takes the single-process step up to the order of float
+additions; a batch-level selection (BatchTopK) selects within each process's part, with rank 0's
+buffers broadcast each step. The checkpoint holds no trace of the world size, so a run resumes
+under any number of processes.
 """
 
 from __future__ import annotations
@@ -32,13 +44,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
+import torch.distributed as dist
 from pydantic import Field
 from torch import Tensor
+from torch.nn.parallel import DistributedDataParallel
 
 from interp.config import ConfigModel
 from interp.errors import InvalidArgumentError, UnknownSiteError
 from interp.sae.sae import SAE
-from interp.sae.losses import sae_loss
+from interp.sae.losses import LossOutput, sae_loss
 from interp.sae.store import ActivationBatch
 
 WIDTH_REFERENCE = 2**14
@@ -83,12 +97,33 @@ class StepStats:
     lr: float
 
 
+class _LossModule(torch.nn.Module):
+    """An SAE's training loss as a module's forward, so DistributedDataParallel can wrap it."""
+
+    def __init__(self, sae: SAE) -> None:
+        super().__init__()
+        self.sae = sae
+        self.last: LossOutput | None = None
+
+    def forward(self, x: Tensor, grad: Tensor | None, dead: Tensor, config: OptimConfig, reduce: Callable | None) -> Tensor:
+        self.last = sae_loss(self.sae, x, grad, dead, config.auxk_coef, config.k_aux, reduce)
+        return self.last.loss
+
+
+def _sum_over_processes(tensor: Tensor) -> Tensor:
+    """``tensor`` summed over every process of the default group (a copy; no gradient flows)."""
+    total = tensor.detach().clone()
+    dist.all_reduce(total, op=dist.ReduceOp.SUM)
+    return total
+
+
 @dataclass
 class _Slot:
     name: str
     sae: SAE
     optimizer: torch.optim.Adam
     since_fired: Tensor
+    module: torch.nn.Module
     history: list[StepStats] = field(default_factory=list)
 
 
@@ -101,7 +136,12 @@ class SAETrainer:
         config: OptimConfig,
         total_steps: int,
         device: torch.device | str = "cpu",
+        distributed: bool = False,
     ) -> None:
+        if distributed and not dist.is_initialized():
+            raise InvalidArgumentError("distributed training needs an initialised process group; launch with torchrun")
+        self.distributed = distributed
+        self.world = dist.get_world_size() if distributed else 1
         self.config = config
         self.total_steps = total_steps
         self.device = torch.device(device)
@@ -112,7 +152,11 @@ class SAETrainer:
             params = [p for p in sae.parameters() if p.requires_grad]
             optimizer = torch.optim.Adam(params, lr=0.0, betas=config.betas, eps=config.eps)
             since = torch.zeros(sae.d_sae, dtype=torch.long, device=self.device)
-            self.slots[name] = _Slot(name, sae, optimizer, since)
+            module: torch.nn.Module = _LossModule(sae)
+            if distributed:
+                ids = [self.device.index or 0] if self.device.type == "cuda" else None
+                module = DistributedDataParallel(module, device_ids=ids, find_unused_parameters=True)
+            self.slots[name] = _Slot(name, sae, optimizer, since, module)
 
     @property
     def saes(self) -> dict[str, SAE]:
@@ -132,17 +176,20 @@ class SAETrainer:
                 raise UnknownSiteError(f"SAE {slot.name!r} reads {site!r}, which the batch does not hold ({list(batch.acts)})")
             x = batch.acts[site].to(self.device, non_blocking=True)
             grad = batch.grads[site].to(self.device) if batch.grads is not None else None
+            reduce = _sum_over_processes if self.distributed else None
             if self.step_index == 0:
                 with torch.no_grad():
-                    sae.b_dec.copy_(sae.normalize_input(x.to(sae.b_dec.dtype))[0].mean(dim=0))
+                    mean = sae.normalize_input(x.to(sae.b_dec.dtype))[0].mean(dim=0)
+                    sae.b_dec.copy_(mean if reduce is None else reduce(mean) / self.world)
             lr = learning_rate(self.config, sae.d_sae, self.step_index, self.total_steps)
             for group in slot.optimizer.param_groups:
                 group["lr"] = lr
             dead = slot.since_fired >= self.config.dead_after_tokens
             with self._autocast():
-                out = sae_loss(sae, x, grad, dead, self.config.auxk_coef, self.config.k_aux)
+                loss = slot.module(x, grad, dead, self.config, reduce)
+            out = (slot.module.module if self.distributed else slot.module).last
             slot.optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
+            (loss * self.world).backward()  # DDP averages: the world's share-gradients add up to the batch's
             sae.project_decoder_grad()
             if self.config.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(sae.parameters(), self.config.grad_clip)
@@ -150,13 +197,18 @@ class SAETrainer:
             sae.normalize_decoder()
             with torch.no_grad():
                 fired = out.latents.fired() > 0
-                slot.since_fired.add_(x.shape[0]).masked_fill_(fired, 0)
+                tokens, l0 = x.shape[0], out.latents.l0().float().sum()
+                parts = torch.stack([out.loss.detach(), out.fvu.detach(), out.auxk.detach()]).float()
+                if reduce is not None:
+                    fired = reduce(fired.to(torch.int32)) > 0
+                    tokens, l0, parts = tokens * self.world, reduce(l0), reduce(parts)
+                slot.since_fired.add_(tokens).masked_fill_(fired, 0)
                 sae.activation.update(out.latents)
             stat = StepStats(
-                loss=float(out.loss.detach()),
-                fvu=float(out.fvu.detach()),
-                auxk=float(out.auxk.detach()),
-                l0=float(out.latents.l0().mean()),
+                loss=float(parts[0]),
+                fvu=float(parts[1]),
+                auxk=float(parts[2]),
+                l0=float(l0) / tokens,
                 dead_fraction=float(dead.float().mean()),
                 lr=lr,
             )

@@ -1,0 +1,290 @@
+"""The GPU measurements, side by side in one run: patching sweeps, AtP, SAE training, the test suite on CUDA.
+
+One prepared script for a machine with a GPU (planned to finish in under 10 minutes on one H200);
+``--device cpu --quick`` runs every part small on a CPU, to know it works before a GPU is lent.
+
+Parts (each writes a Markdown table into ``--out``, default ``$OUT`` or ``./gpu_out``):
+
+1. ``patching.md``: ``resid_pre`` by (layer, position) and ``head_z`` by (layer, head) on 32 IOI
+   pairs, SmolLM2-135M-Instruct: ours (:func:`interp.patching.patch_sweep`, rows per forward sized
+   from the GPU's free memory, not a CPU budget), TransformerLens's patching helper and a
+   one-forward-per-cell loop (both on an evenly spread subset of cells, time scaled to the sweep);
+2. ``atp.md``: attribution patching on the same sweeps, ours (:func:`interp.attribution.atp`) vs the
+   same two forwards and one backward written with TransformerLens hooks, with the correlation of
+   the two estimates;
+3. ``sae.md``: SAE training tokens/s on the same cached activations (TopK, width 16x, bf16 autocast
+   with float32 master weights on CUDA); SAELens's trainer when it is importable (else said so);
+4. ``tests.md``: ``pytest -m "not slow"`` with ``INTERP_TEST_DEVICE`` set to the device (the shared
+   model fixtures load there), then the slow default-model tests (not in ``--quick``);
+5. ``--corpus TOKENS.npy`` (optional): SAEs at scale on a token file (see
+   ``benchmarks/build_corpus.py``): TopK and top-AFA SAEs in the top-AFA paper's regime (per-token
+   standardised inputs, no ``k_max``, its lambda sweep, width 16x) through ``interp.sae.train``;
+   writes ``corpus.md`` with FVU, CE recovered and L0 of each, and tokens/s.
+
+Usage::
+
+    HF_HUB_OFFLINE=1 python benchmarks/gpu.py --device cuda [--corpus data/corpus/tokens.npy --corpus-tokens 20000000]
+    HF_HUB_OFFLINE=1 python benchmarks/gpu.py --device cpu --quick        # a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+SWEEPS = {"resid_pre": ("layer", "pos"), "head_z": ("layer", "head")}
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def rows_from_free_memory(model, seq: int, device: str) -> int | None:
+    """Rows per patched forward from the GPU's free memory (half of it), with the engine's per-row estimate."""
+    if not device.startswith("cuda"):
+        return None
+    free, _ = torch.cuda.mem_get_info()
+    dims = model.dims
+    per_row = 4 * seq * (4 * dims.d_model + 3 * dims.d_mlp + dims.n_heads * seq) + 4 * dims.d_vocab
+    return max(1, int(free * 0.5 // per_row))
+
+
+def markdown(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def patching_part(model, task, device: str, subset: int) -> str:
+    from patching_sweep import naive_runner, subset_cells, tl_runner
+
+    from interp.patching import patch_sweep
+    from interp.tasks import get_metric
+
+    metric = get_metric("logit_diff")
+    seq = task.clean.shape[1]
+    max_rows = rows_from_free_memory(model, seq, device)
+    rows = []
+    for sweep in SWEEPS:
+        total = model.dims.n_layers * (seq if sweep == "resid_pre" else model.dims.n_heads)
+        sync(device)
+        start = time.perf_counter()
+        result = patch_sweep(model, task, sweep, max_rows=max_rows)
+        sync(device)
+        ours = time.perf_counter() - start
+        rows.append([sweep, "ours", f"{total} / {total}", f"{ours:.2f}", "1.00", result.cost.forward_passes,
+                     f"{result.cost.flop_fraction:.3f}", "0"])
+        cells = subset_cells(sweep, model, task, subset)
+        for name, make in (("one forward per cell", naive_runner), ("transformerlens", tl_runner)):
+            try:
+                run = make(model, task, metric, sweep)
+                sync(device)
+                start = time.perf_counter()
+                values = [run(a, b) for a, b in cells]
+                sync(device)
+                seconds = (time.perf_counter() - start) * total / len(cells)
+                diff = max(float((v.double().cpu() - result.values[:, a, b].double().cpu()).abs().max())
+                           for v, (a, b) in zip(values, cells, strict=True))
+                rows.append([sweep, name, f"{len(cells)} / {total}", f"{seconds:.2f}", f"{seconds / ours:.2f}", total + 1,
+                             "1.000", f"{diff:.1e}"])
+            except Exception as error:  # noqa: BLE001 - a contender failing is a result to report, not a crash
+                rows.append([sweep, name, "-", "failed", "-", "-", "-", f"{type(error).__name__}: {str(error)[:80]}"])
+    return (f"rows per forward (ours): {max_rows or 'CPU default budget'}\n\n"
+            + markdown(["sweep", "contender", "cells run / total", "seconds (scaled)", "x ours", "forwards",
+                        "FLOPs vs naive", "max abs diff vs ours"], rows))
+
+
+def tl_atp(model, task, sweep: str) -> tuple[float, torch.Tensor]:
+    """AtP with TransformerLens hooks: (clean - corrupt) . d metric / d activation at the corrupt run."""
+    import copy
+    import tempfile
+
+    from transformer_lens.model_bridge import TransformerBridge
+    from transformers import AutoTokenizer
+
+    directory = tempfile.mkdtemp()
+    model.tokenizer.save_pretrained(directory)
+    bridge = TransformerBridge.boot_transformers(
+        directory, hf_model=copy.deepcopy(model.hf), tokenizer=AutoTokenizer.from_pretrained(directory)
+    )
+    layers = range(model.dims.n_layers)
+    # the bridge's own hook points (hook_resid_pre and attn.hook_z are aliases of these)
+    names = [f"blocks.{layer}.hook_in" if sweep == "resid_pre" else f"blocks.{layer}.attn.o.hook_in" for layer in layers]
+    rows = torch.arange(len(task))
+    start = time.perf_counter()
+    with torch.no_grad():
+        _, clean = bridge.run_with_cache(task.clean.input_ids, names_filter=lambda name: name in names)
+    saved: dict[str, torch.Tensor] = {}
+
+    def keep(tensor: torch.Tensor, hook) -> torch.Tensor:
+        tensor.retain_grad()
+        saved[hook.name] = tensor
+        return tensor
+
+    with bridge.hooks(fwd_hooks=[(name, keep) for name in names]):
+        logits = bridge(task.corrupt.input_ids)
+    (logits[rows, -1, task.answers] - logits[rows, -1, task.wrong]).sum().backward()
+    scores = []
+    for name in names:
+        delta = (clean[name] - saved[name].detach()) * saved[name].grad
+        if sweep == "resid_pre":
+            scores.append(delta.sum(-1).mean(0))
+        else:
+            scores.append(delta.reshape(*delta.shape[:2], model.dims.n_heads, -1).sum(-1).sum(1).mean(0))
+    return time.perf_counter() - start, torch.stack(scores).detach().cpu()
+
+
+def atp_part(model, task, device: str) -> str:
+    from interp.attribution import atp
+
+    rows = []
+    for sweep in SWEEPS:
+        sync(device)
+        start = time.perf_counter()
+        ours = atp(model, task, sweep)
+        sync(device)
+        seconds = time.perf_counter() - start
+        try:
+            tl_seconds, tl_scores = tl_atp(model, task, sweep)
+            mine = ours.effects().double().cpu().mean(0).flatten()
+            theirs = tl_scores.double().flatten()
+            r = float(torch.corrcoef(torch.stack([mine, theirs]))[0, 1]) if mine.shape == theirs.shape else float("nan")
+            rows.append([sweep, f"{seconds:.3f}", f"{tl_seconds:.3f}", f"{tl_seconds / seconds:.2f}", f"{r:.4f}"])
+        except Exception as error:  # noqa: BLE001 - reported in the table
+            rows.append([sweep, f"{seconds:.3f}", "failed", "-", f"{type(error).__name__}: {str(error)[:80]}"])
+    return markdown(["sweep", "ours (s)", "TransformerLens hooks (s)", "TL / ours", "correlation of estimates"], rows)
+
+
+def sae_part(model, device: str, steps: int) -> str:
+    from interp.activations import ALL, extract
+    from interp.sae import SAE, OptimConfig, SAEConfig, SAETrainer, TopKConfig
+    from interp.sae.store import ActivationBatch
+    from interp.sae.tokens import DemoSource, load_tokens
+
+    site = f"blocks.{model.dims.n_layers // 2}.hook_resid_post"
+    rows = load_tokens(DemoSource(), model.tokenizer, 128).ids[: 64 if steps <= 3 else 512]
+    acts = extract(model, torch.as_tensor(rows, dtype=torch.long), [site], ALL).acts[site].reshape(-1, model.dims.d_model)
+    acts = acts.float().to(device)
+    batch = 4096
+    d_sae = 16 * model.dims.d_model
+    sae = SAE.create(SAEConfig(d_in=model.dims.d_model, d_sae=d_sae, activation=TopKConfig(k=32), site=site))
+    trainer = SAETrainer({"topk": sae}, OptimConfig(warmup_steps=0), steps + 1, device)
+    order = torch.randperm(acts.shape[0], generator=torch.Generator().manual_seed(0))
+    batches = [acts[order[(i * batch) % (len(order) - batch):][:batch]] for i in range(steps + 1)]
+    trainer.step(ActivationBatch(0, {site: batches[0]}, None))  # warm-up (kernels, b_dec initialisation)
+    sync(device)
+    start = time.perf_counter()
+    for i in range(1, steps + 1):
+        trainer.step(ActivationBatch(i, {site: batches[i]}, None))
+    sync(device)
+    rate = steps * batch / (time.perf_counter() - start)
+    precision = "bf16 autocast, float32 master weights" if device.startswith("cuda") else "float32"
+    rows = [["ours (SAETrainer)", f"TopK k=32, d_sae {d_sae}", precision, steps, f"{rate:,.0f}"]]
+    if importlib.util.find_spec("sae_lens") is None:
+        rows.append(["SAELens", "-", "-", "-", "not importable here (pip install sae-lens)"])
+    else:
+        rows.append(["SAELens", "-", "-", "-", "installed; its trainer on these activations is not wired into this script yet"])
+    return markdown(["trainer", "SAE", "precision", "steps of 4096 tokens", "tokens/s"], rows)
+
+
+def tests_part(device: str, quick: bool) -> str:
+    env = {**os.environ, "INTERP_TEST_DEVICE": device, "HF_HUB_OFFLINE": "1"}
+    runs = [(["tests/test_sites.py", "-q"], 300)] if quick else [(["-m", "not slow", "-q"], 330), (["-m", "slow", "-q"], 150)]
+    rows = []
+    for extra, limit in runs:
+        start = time.perf_counter()
+        try:
+            done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *extra], cwd=ROOT, env=env,
+                                  capture_output=True, text=True, check=False, timeout=limit)
+            output, code = done.stdout, done.returncode
+        except subprocess.TimeoutExpired as expired:
+            output = expired.stdout.decode() if isinstance(expired.stdout, bytes) else (expired.stdout or "")
+            code = f"timed out after {limit} s"
+        summary = (output.strip().splitlines() or ["(no output)"])[-1]
+        rows.append([" ".join(extra), code, summary, f"{time.perf_counter() - start:.0f}"])
+        failures = [line for line in output.splitlines() if line.startswith(("FAILED", "ERROR"))]
+        rows += [["", "", line[:200], ""] for line in failures[:40]]
+    return f"INTERP_TEST_DEVICE={device}\n\n" + markdown(["pytest", "exit", "summary", "seconds"], rows)
+
+
+def corpus_part(model, model_name: str, path: str, tokens: int, device: str, out: Path) -> str:
+    from interp.runs import RunStore
+    from interp.sae import TrainConfig, train
+
+    width, site = 16 * model.dims.d_model, f"blocks.{model.dims.n_layers // 2}.hook_resid_post"
+    saes = [{"name": f"topk-{k}", "site": site, "d_sae": width, "normalize_activations": "layer_norm",
+             "activation": {"kind": "topk", "k": k}} for k in (64, 256, 1024)]
+    saes += [{"name": f"topafa-{name}", "site": site, "d_sae": width, "normalize_activations": "layer_norm",
+              "activation": {"kind": "top_afa", "afa_coeff": value, "afa_target": "input"}}
+             for name, value in (("1_128", 1 / 128), ("1_64", 1 / 64), ("1_32", 1 / 32), ("1_24", 1 / 24), ("1_16", 1 / 16))]
+    config = TrainConfig.model_validate({
+        "model": model_name, "device": device, "training_tokens": tokens, "checkpoint_every": 0,
+        "data": {"source": {"kind": "tokens", "path": path}, "context_size": 128, "eval_rows": 64},
+        "store": {"batch_size": 4096, "buffer_rows": 512, "model_batch_size": 256, "cache": False},
+        "optim": {"warmup_steps": 100, "decay_steps": max(1, tokens // 4096 // 5)},
+        "features": {"enabled": False}, "saes": saes,
+    })
+    run = train(config, RunStore(out / "runs"), progress=False)
+    summary = run.manifest["summary"]
+    rows = [[name, f"{v['l0']:.0f}", f"{v['fvu']:.3e}", f"{v['ce_recovered']:.4f}", f"{v['dead_fraction']:.3f}"]
+            for name, v in summary.items() if isinstance(v, dict)]
+    return (f"{tokens:,} training tokens from {path}; train tokens/s (all SAEs of one pass): "
+            f"{summary.get('train_tokens_per_second', float('nan')):,.0f}\n\n"
+            + markdown(["SAE", "L0", "FVU (normalised MSE)", "CE recovered", "dead fraction"], rows))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--quick", action="store_true", help="every part, small (a CPU smoke run)")
+    parser.add_argument("--out", default=os.environ.get("OUT", "gpu_out"))
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--parts", default="patching,atp,sae,tests", help="comma-separated parts to run")
+    parser.add_argument("--corpus", default=None, help="token file (.npy) for the SAEs-at-scale part")
+    parser.add_argument("--corpus-tokens", type=int, default=20_000_000)
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    from patching_sweep import make_task
+
+    import interp
+
+    model = interp.load_model(args.model, device=args.device)
+    task = make_task(model, n=8 if args.quick else 32).to(args.device)
+    header = (f"device {args.device} ({torch.cuda.get_device_name() if args.device.startswith('cuda') else 'cpu'}), "
+              f"torch {torch.__version__}, model {model.name}, {len(task)} IOI pairs of {task.clean.shape[1]} tokens\n\n")
+    parts = {
+        "patching": lambda: patching_part(model, task, args.device, 4 if args.quick else 24),
+        "atp": lambda: atp_part(model, task, args.device),
+        "sae": lambda: sae_part(model, args.device, 2 if args.quick else 50),
+        "tests": lambda: tests_part(args.device, args.quick),
+    }
+    if args.corpus:
+        parts["corpus"] = lambda: corpus_part(model, args.model, args.corpus, args.corpus_tokens, args.device, out)
+    chosen = [p for p in args.parts.split(",") if p] + (["corpus"] if args.corpus else [])
+    if args.corpus and not Path(args.corpus).is_file():
+        raise SystemExit(f"no token file {args.corpus}; build one with benchmarks/build_corpus.py")
+    for name in chosen:
+        start = time.perf_counter()
+        try:
+            text = header + parts[name]()
+        except Exception:  # noqa: BLE001 - one part failing must not lose the others' tables
+            text = header + "failed:\n\n```\n" + traceback.format_exc() + "```\n"
+        text += f"\n({time.perf_counter() - start:.0f} s)\n"
+        (out / f"{name}.md").write_text(text)
+        print(f"## {name}\n\n{text}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
