@@ -19,6 +19,7 @@ import interp.app_cli
 import interp.config
 import interp.models
 import interp.sae.io
+import interp.steering.config
 from interp.cli import app
 from interp.cli_errors import describe
 from interp.errors import InterpError
@@ -103,7 +104,9 @@ def _boom(*args: object, **kwargs: object) -> None:
 FAILING = {
     "sites tiny-llama": (interp.models, "load_model"),
     "patch {tmp}/c.yaml": (interp.config, "load_config"),
-    "attribute {tmp}/c.yaml": (interp.config, "load_config"),
+    "attribute {tmp}/c.yaml": (interp.config, "read_mapping"),
+    "steer {tmp}/c.yaml": (interp.steering.config, "load_steer_config"),
+    "tcav {tmp}/c.yaml": (interp.config, "load_config"),
     "sae train {tmp}/c.yaml": (interp.config, "load_config"),
     "sae check {tmp}/c.yaml": (interp.config, "load_config"),
     "sae info {tmp}": (interp.sae.io, "load"),

@@ -15,6 +15,7 @@ import os
 import socket
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -69,9 +70,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_gloo_processes_equal_one_process(tmp_path: Path, one_thread: None) -> None:
+def test_two_gloo_processes_equal_one_process(tmp_path: Path, one_thread: None, monkeypatch: pytest.MonkeyPatch) -> None:
     single = trainer()
     single.fit(batch(i) for i in range(STEPS))
+    # spawned processes re-run the parent's __main__ by path; under pytest that may be a script an
+    # earlier test executed (the app's Home.py), so they start from a blank __main__ instead
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
     mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
     ranks = [read_tensors(tmp_path / f"rank{r}.safetensors") for r in range(2)]
     for key, value in single.state_tensors().items():
