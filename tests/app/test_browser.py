@@ -86,7 +86,7 @@ def test_patching_heatmap_renders_and_a_click_opens_the_cell(server: str, store_
             expect(page.get_by_text(f"resid_pre at layer=L{layer}, pos={label}")).to_be_visible(timeout=30_000)
             expect(page.get_by_role("combobox", name="layer")).to_have_value(f"L{layer}")
             expect(page.get_by_role("combobox", name="pos")).to_have_value(label)
-            expect(page.locator("[data-testid=stDataFrame]").first).to_be_visible()
+            expect(page.locator("[data-testid=stDataFrame] >> visible=true").first).to_be_visible()
             page.screenshot(path=str(tmp_path / "patching-cell.png"), full_page=True)
         finally:
             browser.close()
