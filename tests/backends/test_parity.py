@@ -154,3 +154,28 @@ def test_every_family_gives_the_same_sites(make, name: str, backend: str) -> Non
         else:
             ours, theirs = ours[real], theirs[real]
         _close(ours, theirs, torch.float32, site)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", FAMILIES)
+def test_cav_and_steering_directions_match(make, name: str, backend: str) -> None:
+    """The directions the concepts and steering packages build from the same texts agree across backends."""
+    from interp.concepts import TokenSelector, read_layers, train_cavs
+    from interp.steering import ContrastPair, ContrastSet, build_vectors
+
+    reference, _, model = make(name, backend, torch.float32)
+    names = ["Mary", "John", "Alice", "Bob", "Tom", "Anna", "James", "Sarah"]
+    concept = [f"{a} and {b} went to the market." for a, b in zip(names, names[1:])]
+    random = [f"The {w} was on the table by the door." for w in ("cup", "book", "key", "lamp", "coin", "pen", "hat")]
+    layers = [0, 1]
+    cavs = []
+    for m in (reference, model):
+        positive = read_layers(m, concept, "resid_post", layers, TokenSelector("last"))
+        negative = read_layers(m, random, "resid_post", layers, TokenSelector("last"))
+        cavs.append(train_cavs(positive, negative, "resid_post", layers, method="logistic", seed=0))
+    _close(cavs[0].vectors, cavs[1].vectors, torch.float32, "CAV directions", atol=1e-4)
+    contrast = ContrastSet(pairs=tuple(ContrastPair(positive=p, negative=n) for p, n in zip(concept, random)))
+    ours = build_vectors(reference, contrast, "resid_post", layers, ("mean_diff",))["mean_diff"]
+    theirs = build_vectors(model, contrast, "resid_post", layers, ("mean_diff",))["mean_diff"]
+    _close(ours.vectors, theirs.vectors, torch.float32, "steering vectors")
+    assert ours.vectors.abs().max() > 1e-3
