@@ -42,7 +42,7 @@ MAKE_RUNS = {
     "sae": "interp sae train data/sae_topk.yaml",
     "feature_circuit": "interp attribute data/feature_circuit_demo.yaml --set sae_run=SAE_RUN_ID",
     "steering": "interp steer data/steer_demo.yaml",
-    "dac": "interp steer DAC_CONFIG.yaml (kind: dac)",
+    "dac": "interp steer data/dac_demo.yaml",
     "tcav": "interp tcav data/tcav_demo.yaml",
     "function_vectors": "interp steer data/function_vectors_demo.yaml",
 }

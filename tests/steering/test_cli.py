@@ -62,6 +62,7 @@ def test_config_kind_selects_the_schema_and_bad_keys_are_named(tmp_path: Path) -
         load_steer_config(_write(tmp_path, _vectors_config(tmp_path)), ["sweep.method=logistic"])
     assert Path("data/steer_demo.yaml").is_file()
     assert isinstance(load_steer_config("data/steer_demo.yaml"), VectorsConfig)
+    assert isinstance(load_steer_config("data/dac_demo.yaml"), DACConfig)
 
 
 def test_vectors_run_writes_vectors_sweep_and_samples(tmp_path: Path) -> None:
