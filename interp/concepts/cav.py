@@ -26,6 +26,7 @@ describes nothing and its TCAV scores should not be read.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -33,6 +34,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from jaxtyping import Float
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
@@ -55,6 +57,7 @@ class CAVFit:
     auc: float
     n_train: int
     n_test: int
+    converged: bool = True
 
 
 def _balanced(n_pos: int, n_neg: int, balance: Balance, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -99,13 +102,17 @@ def fit_cav(
         mu_pos, mu_neg = x_train[y_train == 1].mean(0), x_train[y_train == 0].mean(0)
         vector = mu_pos - mu_neg
         scores = (x_test - (mu_pos + mu_neg) / 2) @ vector
+        converged = True
     else:
         model_seed = int(rng.integers(2**31 - 1))
         if method == "sgd":
             classifier = SGDClassifier(alpha=alpha, max_iter=1000, tol=1e-3, class_weight=weight, random_state=model_seed)
         else:
             classifier = LogisticRegression(max_iter=2000, class_weight=weight, random_state=model_seed)
-        classifier.fit(x_train, y_train)
+        with warnings.catch_warnings(record=True) as caught:  # reported per CAV, not printed per fit
+            warnings.simplefilter("always", ConvergenceWarning)
+            classifier.fit(x_train, y_train)
+        converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
         vector = classifier.coef_[0]
         scores = classifier.decision_function(x_test)
     predicted = (scores > 0).astype(int)
@@ -114,7 +121,7 @@ def fit_cav(
     shape = positive.shape[1:]
     return CAVFit(
         vector=torch.from_numpy(np.ascontiguousarray(vector)).reshape(shape).to(torch.float64),
-        accuracy=accuracy, auc=auc, n_train=len(y_train), n_test=len(y_test),
+        accuracy=accuracy, auc=auc, n_train=len(y_train), n_test=len(y_test), converged=converged,
     )
 
 
@@ -151,7 +158,7 @@ def train_cavs(
         **dict(meta or {}),
         "classifier": method, "seed": seed, "balance": balance, "alpha": alpha, "test_fraction": test_fraction,
         "accuracy": [f.accuracy for f in fits], "auc": [f.auc for f in fits],
-        "n_train": fits[0].n_train, "n_test": fits[0].n_test,
+        "n_train": fits[0].n_train, "n_test": fits[0].n_test, "converged": [f.converged for f in fits],
     }
     return LayerVectors(
         kind=kind, layers=tuple(layers), vectors=torch.stack([f.vector for f in fits]).float(),
