@@ -30,7 +30,6 @@ import time
 import warnings
 
 import pandas as pd
-import torch
 from nnsight import LanguageModel
 from transformer_lens.model_bridge import TransformerBridge
 from transformers import AutoTokenizer

@@ -36,7 +36,6 @@
 import time
 
 import pandas as pd
-import torch
 
 import interp
 from interp.attribution import agreement, atp_star, relp
