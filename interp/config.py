@@ -28,11 +28,11 @@ import types
 import typing
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import torch
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
 from interp.errors import InterpError
 
@@ -171,6 +171,10 @@ def check_device(name: str, allow_auto: bool = False) -> str:
     if device.type == "mps" and "mps" in valid:
         return name
     raise ConfigError(f"not a device runs can use here; use one of {', '.join(valid)}")
+
+
+Device = Annotated[str, AfterValidator(check_device)]
+"""A config field naming a torch device that can run here ("cpu", "cuda", "cuda:1"), checked when read."""
 
 
 def parse_overrides(items: Iterable[str]) -> dict[str, Any]:

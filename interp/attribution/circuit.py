@@ -29,7 +29,7 @@ from interp.attribution.config import IGConfig, RelPConfig
 from interp.attribution.faithfulness import faithfulness_curves
 from interp.attribution.features import FEATURE_METHODS, FeatureEffects, exact_feature_effects, feature_attribution
 from interp.attribution.relp import RelPRules
-from interp.config import DTYPES, ConfigError, ConfigModel, Dtype, check_device
+from interp.config import DTYPES, ConfigError, ConfigModel, Device, Dtype
 from interp.errors import InvalidArgumentError
 from interp.models import load_model
 from interp.runs import Run, RunStore, lifecycle
@@ -44,7 +44,7 @@ class FeatureCircuitConfig(ConfigModel):
 
     kind: Literal["feature_circuit"]
     model: str = "smollm2-135m"
-    device: str = "cpu"
+    device: Device = "cpu"
     dtype: Dtype = "float32"
     task: TaskConfig = TaskConfig(n=8)
     metric: Literal["logit_diff", "logprob", "prob"] = "logit_diff"
@@ -58,11 +58,6 @@ class FeatureCircuitConfig(ConfigModel):
     sizes: list[int] | None = None
     relp: RelPConfig = RelPConfig()
     ig: IGConfig = IGConfig()
-
-    @field_validator("device")
-    @classmethod
-    def _usable_device(cls, value: str) -> str:
-        return check_device(value, allow_auto=False)
 
     @field_validator("methods")
     @classmethod

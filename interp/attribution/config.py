@@ -14,7 +14,7 @@ from pydantic import Field, field_validator
 from interp.attribution.compare import METHODS, MethodOptions
 from interp.attribution.relp import RelPRules
 from interp.cells import SweepRequest
-from interp.config import ConfigError, ConfigModel, Dtype, check_device
+from interp.config import ConfigError, ConfigModel, Device, Dtype
 from interp.tasks.config import TaskConfig
 
 
@@ -39,7 +39,7 @@ class AttributionConfig(ConfigModel):
     """An attribution comparison run."""
 
     model: str = "smollm2-135m"
-    device: str = "cpu"
+    device: Device = "cpu"
     dtype: Dtype = "float32"
     task: TaskConfig = TaskConfig()
     metric: Literal["logit_diff", "logprob", "prob"] = "logit_diff"
@@ -49,11 +49,6 @@ class AttributionConfig(ConfigModel):
     top_k: int = Field(10, ge=1)
     relp: RelPConfig = RelPConfig()
     ig: IGConfig = IGConfig()
-
-    @field_validator("device")
-    @classmethod
-    def _usable_device(cls, value: str) -> str:
-        return check_device(value, allow_auto=False)
 
     @field_validator("methods")
     @classmethod

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from interp.config import ConfigError, ConfigModel, Dtype, check_device
+from interp.config import ConfigError, ConfigModel, Device, Dtype
 from interp.sites import BLOCK
 
 
@@ -61,7 +61,7 @@ class TCAVConfig(ConfigModel):
     """A TCAV run."""
 
     model: str = "smollm2-135m"
-    device: str = "cpu"
+    device: Device = "cpu"
     dtype: Dtype = "float32"
     kind: str = "resid_post"
     layers: list[int] | None = None
@@ -83,11 +83,6 @@ class TCAVConfig(ConfigModel):
     steer: SteerConfig | None = None
     gcav: GCAVConfig | None = None
     nmf: NMFConfig | None = None
-
-    @field_validator("device")
-    @classmethod
-    def _usable_device(cls, value: str) -> str:
-        return check_device(value, allow_auto=False)
 
     @field_validator("kind")
     @classmethod

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from interp.cells import SweepRequest
-from interp.config import ConfigModel, Dtype, check_device
+from interp.config import ConfigModel, Device, Dtype
 from interp.tasks.config import TaskConfig
 
 
@@ -19,7 +19,7 @@ class PatchConfig(ConfigModel):
     """A patching run: model, task, metric, direction, sweeps and execution settings."""
 
     model: str = "smollm2-135m"
-    device: str = "cpu"
+    device: Device = "cpu"
     dtype: Dtype = "float32"
     task: TaskConfig = TaskConfig()
     metric: Literal["logit_diff", "logprob", "prob"] = "logit_diff"
@@ -29,8 +29,3 @@ class PatchConfig(ConfigModel):
     max_rows: int | None = Field(None, ge=1, description="rows per forward (default: from a memory budget)")
     prefix_reuse: bool = True
     skip_noop_rows: bool = True
-
-    @field_validator("device")
-    @classmethod
-    def _usable_device(cls, value: str) -> str:
-        return check_device(value, allow_auto=False)

@@ -17,14 +17,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from interp.config import (
     ConfigError,
     ConfigModel,
+    Device,
     Dtype,
     apply_overrides,
-    check_device,
     parse_overrides,
     read_mapping,
     validate,
@@ -36,13 +36,8 @@ class RunModel(ConfigModel):
     """Settings every steering run shares: the model and where it runs."""
 
     model: str = "smollm2-135m"
-    device: str = "cpu"
+    device: Device = "cpu"
     dtype: Dtype = "float32"
-
-    @field_validator("device")
-    @classmethod
-    def _usable_device(cls, value: str) -> str:
-        return check_device(value, allow_auto=False)
 
 
 class ScoreConfig(ConfigModel):

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from interp.config import ConfigError, ConfigModel, Dtype, check_device
+from interp.config import ConfigError, ConfigModel, Device, Dtype
 
 
 class FunctionVectorConfig(ConfigModel):
@@ -20,7 +20,7 @@ class FunctionVectorConfig(ConfigModel):
 
     kind: Literal["function_vectors"] = "function_vectors"
     model: str = "smollm2-135m"
-    device: str = "cpu"
+    device: Device = "cpu"
     dtype: Dtype = "float32"
     task: str = Field("antonyms", description="a shipped task name or a JSONL file of input/output pairs")
     n_shots: int = Field(10, ge=1, description="demonstrations per in-context prompt")
@@ -34,11 +34,6 @@ class FunctionVectorConfig(ConfigModel):
     layers: list[int] | None = Field(None, description="layers to inject at (default: every layer)")
     scale: float = Field(1.0, description="multiplier of the function vector when injected")
     batch_size: int = Field(16, ge=1, description="prompts per forward")
-
-    @field_validator("device")
-    @classmethod
-    def _usable_device(cls, value: str) -> str:
-        return check_device(value, allow_auto=False)
 
     @field_validator("layers")
     @classmethod
