@@ -85,7 +85,7 @@ def test_notebook_form(path: Path) -> None:
 
 def test_notebooks_exist_and_no_outputs_are_tracked() -> None:
     names = {path.name for path in NOTEBOOKS}
-    assert {"ioi_circuit.py", "sae.py"} <= names
+    assert {"ioi_circuit.py", "sae.py", "steering.py", "function_vectors.py", "tcav.py", "bring_your_own_model.py"} <= names
     if not (REPO / ".git").exists():
         pytest.skip("not a git checkout")
     tracked = subprocess.run(
