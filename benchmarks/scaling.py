@@ -179,15 +179,22 @@ def main() -> None:
     print(table(rows))
 
 
+def load_note(loads: list[float]) -> str:
+    """What the machine's load during the run says about the seconds in the table."""
+    span = f"1-minute load average {min(loads):.1f}-{max(loads):.1f} on {os.cpu_count()} cores during the run"
+    if max(loads) <= 1.5:
+        return f"Quiet machine ({span}). The FLOP fractions and forward counts are exact."
+    return (f"**The machine was shared and loaded** ({span}), so the seconds are not trustworthy timings; the FLOP "
+            "fractions and forward counts are exact, and the TransformerLens / ours ratios (measured interleaved, point "
+            "by point) are the best comparison this run gives.")
+
+
 def section(rows: list[dict], loads: list[float], started: datetime, threads: int, done: int, planned: int) -> str:
     partial = "" if done == planned else f" **Only {done} of the {planned} planned points were measured in the time the run had.**"
     return (
         "## Scaling\n\n"
         f"Machine: {os.cpu_count()} cores, torch {torch.__version__}, {threads} torch thread(s); {started:%Y-%m-%d %H:%M} UTC. "
-        f"**The machine was shared and heavily loaded**: 1-minute load average {min(loads):.1f}-{max(loads):.1f} on "
-        f"{os.cpu_count()} cores during the run, so the seconds are not trustworthy timings (they are many times what an idle "
-        "machine gives); the FLOP fractions and forward counts are exact, and the TransformerLens / ours ratios (measured "
-        "interleaved, point by point) are the best comparison this run gives."
+        f"{load_note(loads)}"
         f"{partial} "
         "Model SmolLM2-135M-Instruct, float32, IOI (ABC) denoising, logit difference; longer prompts carry the same filler "
         "tokens in front of every prompt. Sweeps: `resid_pre` at block 25 by position, `head_z` at blocks 25 and 29 by head "

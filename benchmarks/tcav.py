@@ -1,12 +1,14 @@
 """CAVs + TCAV at many layers: ours against captum's TCAV, same data, same model, one run.
 
-Run ``python benchmarks/tcav.py``: it appends (or replaces) the section "## TCAV" of BENCHMARKS.md.
+Run ``python benchmarks/tcav.py [--layers all|0,5,10] [--random N] [--repeats R]``: it appends (or
+replaces) the section "## TCAV" of BENCHMARKS.md.
 
 What it measures. On SmolLM2-135M-Instruct (float32, CPU, one torch thread), a concept of French
-prompts and ``N_RANDOM`` random English sets, all of one token length (captum flattens every
-position, so it only accepts prompts of one length), and target prompts scored by the logit of
+prompts and ``--random`` random English sets, all of one token length (captum flattens every
+position, so it only accepts prompts of one length; each random set is a seeded sample of one pool
+of random English prompts, as TCAV's random sets are), and target prompts scored by the logit of
 " No" at the last position. Both sides train the same mean-difference CAV on the last token of each
-prompt at every layer in ``LAYERS`` (captum through a custom classifier that reads the last
+prompt at every requested layer (captum through a custom classifier that reads the last
 position's block of its flattened activations) and score the same targets with plain gradients.
 
 * **ours**: :func:`interp.concepts.read_layers` reads every layer in one truncated forward per batch
@@ -22,6 +24,7 @@ the medians; the machine's 1-minute load average is recorded, since the machine 
 
 from __future__ import annotations
 
+import argparse
 import os
 import random
 import re
@@ -41,8 +44,7 @@ from interp.concepts import Target, TokenSelector, fit_cav, read_layers, sensiti
 from interp.concepts.data import load_concept
 
 ROOT = Path(__file__).resolve().parents[1]
-LAYERS = [0, 5, 10, 15, 20, 25, 29]
-LENGTH, N_CONCEPT, N_RANDOM, N_TARGET, REPEATS = 8, 40, 3, 20, 2
+LENGTH, N_CONCEPT, N_TARGET = 8, 40, 20
 
 
 def fixed_length(model, texts, n, seed):
@@ -91,78 +93,94 @@ class FinalLogits(torch.nn.Module):
         return self.hf(input_ids=ids).logits[:, -1]
 
 
-def ours(model, concept, randoms, target, answer):
+def ours(model, concept, randoms, target, answer, layers):
     select = TokenSelector("last")
     everything = concept + [p for r in randoms for p in r]
-    acts = read_layers(model, everything, "resid_post", LAYERS, select, batch_size=32)
+    acts = read_layers(model, everything, "resid_post", layers, select, batch_size=32)
     pos = acts[:, : len(concept)]
     sens = sensitivities(model, Target(tuple(target), torch.full((len(target),), answer), metric="logit"),
-                         "resid_post", LAYERS, select)
+                         "resid_post", layers, select)
     out = []
     for i in range(len(randoms)):
         neg = acts[:, len(concept) * (i + 1) : len(concept) * (i + 2)]
-        cavs = train_cavs(pos, neg, "resid_post", LAYERS, "mean_diff", seed=0)
+        cavs = train_cavs(pos, neg, "resid_post", layers, "mean_diff", seed=0)
         out.append(tcav_scores(sens.derivatives(cavs)))
     return out
 
 
-def theirs(model, concept, randoms, target, answer, workdir):
+def theirs(model, concept, randoms, target, answer, workdir, layers):
     ids = lambda texts: model.to_tokens(texts).input_ids
     loader = lambda texts: torch.utils.data.DataLoader(ids(texts), batch_size=32)
     c = Concept(0, "french", loader(concept))
     sets = [[c, Concept(i + 1, f"random{i}", loader(r))] for i, r in enumerate(randoms)]
-    tcav = TCAV(FinalLogits(model), [f"hf.model.layers.{layer}" for layer in LAYERS], classifier=LastBlock(model.dims.d_model),
+    tcav = TCAV(FinalLogits(model), [f"hf.model.layers.{layer}" for layer in layers], classifier=LastBlock(model.dims.d_model),
                 save_path=workdir)
     scores = tcav.interpret(ids(target), experimental_sets=sets, target=answer)
     out = []
     for key in scores:
         per = scores[key]
-        out.append((torch.stack([per[f"hf.model.layers.{l}"]["sign_count"][0] for l in LAYERS]).double(),
-                    torch.stack([per[f"hf.model.layers.{l}"]["magnitude"][0] for l in LAYERS]).double()))
+        out.append((torch.stack([per[f"hf.model.layers.{l}"]["sign_count"][0] for l in layers]).double(),
+                    torch.stack([per[f"hf.model.layers.{l}"]["magnitude"][0] for l in layers]).double()))
     return out
 
 
 def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--layers", default="all", help="'all' or comma-separated block indices")
+    parser.add_argument("--random", type=int, default=10, help="random concept sets")
+    parser.add_argument("--repeats", type=int, default=2, help="interleaved runs of each side")
+    args = parser.parse_args()
     torch.set_num_threads(1)
     model = interp.load_model()
+    layers = list(range(model.dims.n_layers)) if args.layers == "all" else [int(x) for x in args.layers.split(",")]
+    n_random, repeats = args.random, args.repeats
     french = load_concept(ROOT / "data/concepts/french.jsonl").prompts
     pool = load_concept(ROOT / "data/concepts/random.jsonl").prompts
     concept = fixed_length(model, french, N_CONCEPT, 0)
-    texts = fixed_length(model, pool, N_CONCEPT * N_RANDOM + N_TARGET, 1)
-    randoms = [texts[i * N_CONCEPT : (i + 1) * N_CONCEPT] for i in range(N_RANDOM)]
-    target = texts[N_CONCEPT * N_RANDOM :]
+    texts = fixed_length(model, pool, 3 * N_CONCEPT + N_TARGET, 1)
+    target, rest = texts[:N_TARGET], texts[N_TARGET:]
+    randoms = [random.Random(i).sample(rest, N_CONCEPT) for i in range(n_random)]
     answer = model.token_id(" No")
     times = {"ours": [], "captum": []}
-    for _ in range(REPEATS):
+    for _ in range(repeats):
         start = time.perf_counter()
-        mine = ours(model, concept, randoms, target, answer)
+        mine = ours(model, concept, randoms, target, answer, layers)
         times["ours"].append(time.perf_counter() - start)
         with tempfile.TemporaryDirectory() as workdir:
             start = time.perf_counter()
-            reference = theirs(model, concept, randoms, target, answer, workdir)
+            reference = theirs(model, concept, randoms, target, answer, workdir, layers)
             times["captum"].append(time.perf_counter() - start)
     sign_diff = max(float((a[0] - b[0]).abs().max()) for a, b in zip(mine, reference, strict=True))
     mag_diff = max(float((a[1] - b[1]).abs().max()) for a, b in zip(mine, reference, strict=True))
     mag_scale = max(float(a[1].abs().max()) for a in mine)
     load = os.getloadavg()[0]
+    quiet = (f"Taken on a quiet machine (1-minute load average {load:.1f} on 2 cores at the end of the run), "
+             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}." if load < 1.5 else
+             f"**Taken on a loaded, shared machine (1-minute load average {load:.1f} on 2 cores): the timings are not "
+             "trustworthy; only the ratio of interleaved runs means anything.**")
     median = lambda xs: sorted(xs)[len(xs) // 2]
     ratio = median(times["captum"]) / median(times["ours"])
     section = f"""## TCAV
 
-`python benchmarks/tcav.py`: CAVs + TCAV for one concept (French) against {N_RANDOM} random English sets of
-{N_CONCEPT} prompts each, at {len(LAYERS)} layers ({", ".join(map(str, LAYERS))}) of SmolLM2-135M-Instruct
+`python benchmarks/tcav.py`: CAVs + TCAV for one concept (French) against {n_random} random English sets of
+{N_CONCEPT} prompts each, at {len(layers)} layers ({layers[0]}-{layers[-1]}) of SmolLM2-135M-Instruct
 (float32, CPU, one torch thread), {N_TARGET} target prompts scored by the logit of " No"; every prompt is
 {LENGTH} tokens long because captum's TCAV flattens every position and cannot take mixed lengths.
 Both sides use the same mean-difference CAV on the last token (captum through a custom classifier on
 the last position of its flattened activations) and plain gradients.
 
-**Taken on a loaded, shared machine (1-minute load average {load:.1f} on 2 cores): the timings are not
-trustworthy; only the ratio of interleaved runs means anything.**
+{quiet}
 
 | | ours (one pass for all layers) | captum TCAV (one layer at a time) |
 |---|---|---|
-| seconds per run ({REPEATS} interleaved runs) | {", ".join(f"{t:.1f}" for t in times["ours"])} | {", ".join(f"{t:.1f}" for t in times["captum"])} |
+| seconds per run ({repeats} interleaved runs) | {", ".join(f"{t:.1f}" for t in times["ours"])} | {", ".join(f"{t:.1f}" for t in times["captum"])} |
 | captum / ours (medians) | | {ratio:.1f}x |
+
+Where the factor comes from: captum also reads every layer's activations in one forward per concept
+(its `LayerActivation` takes a list of layers), so both sides pay about the same for activations;
+captum then takes the gradients one layer at a time (a forward and a backward over the targets per
+layer), ours takes every layer's gradient in one backward. The factor therefore grows with the
+number of layers and targets, and shrinks towards 1 when reading the concept sets dominates.
 
 Parity over every (random set, layer): largest sign_count difference {sign_diff:.3g}; largest magnitude
 difference {mag_diff:.3g} (magnitudes up to {mag_scale:.3g}).
