@@ -6,7 +6,8 @@ protocol (Kim et al. 2018) therefore trains the concept's CAV against ``N`` diff
 and builds a null of ``N`` random-vs-random CAVs (the held-back random set ``random_0`` against
 each ``random_i``), then compares the two lists of scores. We report, per (concept, layer):
 
-* a two-sided Student's t-test (``scipy.stats.ttest_ind``, equal variances, as the reference);
+* a two-sided Student's t-test (the statistic of ``scipy.stats.ttest_ind``, equal variances, as the
+  reference);
 * a two-sided permutation test of the difference of means (``scipy.stats.permutation_test``,
   seeded), which does not assume normal scores;
 * the effect: the difference of mean scores with a 95% t interval (Welch), and Hedges' g with an
@@ -42,10 +43,13 @@ def compare_scores(
         )
     diff = float(a.mean() - b.mean())
     var_a, var_b = a.var(ddof=1), b.var(ddof=1)
-    if var_a + var_b == 0:
+    n1, n2 = len(a), len(b)
+    pooled = math.sqrt(((n1 - 1) * var_a + (n2 - 1) * var_b) / (n1 + n2 - 2))
+    if pooled == 0:
         t, p_t = (0.0, 1.0) if diff == 0 else (math.copysign(math.inf, diff), 0.0)
-    else:
-        t, p_t = (float(v) for v in stats.ttest_ind(a, b))
+    else:  # ttest_ind's equal-variance statistic, written out: scipy warns on a constant sample (all 1.0)
+        t = diff / (pooled * math.sqrt(1 / n1 + 1 / n2))
+        p_t = float(2 * stats.t.sf(abs(t), n1 + n2 - 2))
     p_perm = 1.0 if diff == 0 and var_a + var_b == 0 else float(
         stats.permutation_test(
             (a, b), lambda x, y: np.mean(x) - np.mean(y), n_resamples=n_permutations,
@@ -58,8 +62,6 @@ def compare_scores(
         half = float(stats.t.ppf(0.975, dof)) * se
     else:
         half = 0.0
-    n1, n2 = len(a), len(b)
-    pooled = math.sqrt(((n1 - 1) * var_a + (n2 - 1) * var_b) / (n1 + n2 - 2))
     if pooled > 0:
         g = diff / pooled * (1 - 3 / (4 * (n1 + n2) - 9))
         g_se = math.sqrt((n1 + n2) / (n1 * n2) + g**2 / (2 * (n1 + n2)))
