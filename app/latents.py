@@ -9,7 +9,14 @@ import torch
 from browse import reading, stamp
 
 from interp.runs import Run
-from interp.viz.latents import activation_histogram, context_html, density_histogram, logit_effects, readable_token
+from interp.viz.latents import (
+    activation_histogram,
+    contexts_html,
+    density_histogram,
+    interval_examples_html,
+    logit_effects,
+    readable_token,
+)
 
 
 @st.cache_resource(max_entries=24, show_spinner=False)
@@ -37,6 +44,29 @@ def tokens_text(tokens: object) -> list[str]:
     return [readable_token(str(token)) for token in list(tokens)]
 
 
+INTERVAL_TENSORS = {"interval_edges", "interval_counts", "interval_values", "interval_tokens", "interval_acts"}
+
+
+def words(tokens: torch.Tensor, vocab: dict[int, str]) -> list[str | None]:
+    """A stored window's token texts (``None`` for positions outside the text)."""
+    return [vocab.get(int(t), f"<{int(t)}>") if t >= 0 else None for t in tokens]
+
+
+def show_intervals(stats: dict[str, torch.Tensor], vocab: dict[int, str], latent: int, scale: float, centre: int) -> None:
+    """The examples sampled across the latent's activation range, grouped by interval (runs written
+    before these were stored have none, and the caller skips this section)."""
+    values, tokens, acts = (stats[f"interval_{k}"][latent] for k in ("values", "tokens", "acts"))
+    filled = [[j for j in range(values.shape[1]) if values[i, j] > 0] for i in range(values.shape[0])]
+    st.markdown("**Examples across the activation range** (a uniform sample from each interval of (0, max])")
+    st.html(interval_examples_html(
+        stats["interval_edges"][latent].tolist(), stats["interval_counts"][latent].tolist(),
+        [[float(values[i, j]) for j in slots] for i, slots in enumerate(filled)],
+        [[words(tokens[i, j], vocab) for j in slots] for i, slots in enumerate(filled)],
+        [[acts[i, j].tolist() for j in slots] for i, slots in enumerate(filled)],
+        scale, centre,
+    ))
+
+
 def show_latent(run: Run, name: str, table: pd.DataFrame, stats: dict[str, torch.Tensor], vocab: dict[int, str],
                 latent: int) -> None:
     row = table[table["latent"] == latent].iloc[0]
@@ -50,20 +80,14 @@ def show_latent(run: Run, name: str, table: pd.DataFrame, stats: dict[str, torch
     tokens, acts = stats["context_tokens"][latent], stats["context_acts"][latent]
     centre = tokens.shape[-1] // 2
     scale = float(values.max())
-    lines = []
-    for k in range(values.shape[0]):
-        if values[k] <= 0:
-            continue
-        words = [vocab.get(int(t), f"<{int(t)}>") if t >= 0 else None for t in tokens[k]]
-        lines.append(
-            f'<div style="display: flex; gap: 0.8em; align-items: baseline; overflow-x: auto;">'
-            f'<code style="min-width: 4.5em; text-align: right;">{float(values[k]):.3f}</code>'
-            f"{context_html(words, acts[k].tolist(), scale, centre)}</div>"
-        )
-    if lines:
-        st.html("".join(lines))
+    fired = [k for k in range(values.shape[0]) if values[k] > 0]
+    if fired:
+        st.html(contexts_html([float(values[k]) for k in fired], [words(tokens[k], vocab) for k in fired],
+                              [acts[k].tolist() for k in fired], scale, centre))
     else:
         st.info("This latent never fired on the held-out tokens.")
+    if fired and INTERVAL_TENSORS <= set(stats):
+        show_intervals(stats, vocab, latent, scale, centre)
     metrics = table_of(run, "metrics") if "metrics" in run.tables() else None
     n_tokens = None
     if metrics is not None and "n_tokens" in metrics and name in set(metrics["sae"]):
