@@ -13,9 +13,9 @@ from interp.viz.latents import (
     activation_histogram,
     contexts_html,
     density_histogram,
-    interval_examples_html,
     logit_effects,
     readable_token,
+    stored_intervals_html,
 )
 
 
@@ -44,27 +44,9 @@ def tokens_text(tokens: object) -> list[str]:
     return [readable_token(str(token)) for token in list(tokens)]
 
 
-INTERVAL_TENSORS = {"interval_edges", "interval_counts", "interval_values", "interval_tokens", "interval_acts"}
-
-
 def words(tokens: torch.Tensor, vocab: dict[int, str]) -> list[str | None]:
     """A stored window's token texts (``None`` for positions outside the text)."""
     return [vocab.get(int(t), f"<{int(t)}>") if t >= 0 else None for t in tokens]
-
-
-def show_intervals(stats: dict[str, torch.Tensor], vocab: dict[int, str], latent: int, scale: float, centre: int) -> None:
-    """The examples sampled across the latent's activation range, grouped by interval (runs written
-    before these were stored have none, and the caller skips this section)."""
-    values, tokens, acts = (stats[f"interval_{k}"][latent] for k in ("values", "tokens", "acts"))
-    filled = [[j for j in range(values.shape[1]) if values[i, j] > 0] for i in range(values.shape[0])]
-    st.markdown("**Examples across the activation range** (a uniform sample from each interval of (0, max])")
-    st.html(interval_examples_html(
-        stats["interval_edges"][latent].tolist(), stats["interval_counts"][latent].tolist(),
-        [[float(values[i, j]) for j in slots] for i, slots in enumerate(filled)],
-        [[words(tokens[i, j], vocab) for j in slots] for i, slots in enumerate(filled)],
-        [[acts[i, j].tolist() for j in slots] for i, slots in enumerate(filled)],
-        scale, centre,
-    ))
 
 
 def show_latent(run: Run, name: str, table: pd.DataFrame, stats: dict[str, torch.Tensor], vocab: dict[int, str],
@@ -86,8 +68,10 @@ def show_latent(run: Run, name: str, table: pd.DataFrame, stats: dict[str, torch
                               [acts[k].tolist() for k in fired], scale, centre))
     else:
         st.info("This latent never fired on the held-out tokens.")
-    if fired and INTERVAL_TENSORS <= set(stats):
-        show_intervals(stats, vocab, latent, scale, centre)
+    intervals = stored_intervals_html(stats, vocab, latent) if fired else None
+    if intervals is not None:  # runs stored before the interval examples existed have none
+        st.markdown("**Examples across the activation range** (a uniform sample from each interval of (0, max])")
+        st.html(intervals)
     metrics = table_of(run, "metrics") if "metrics" in run.tables() else None
     n_tokens = None
     if metrics is not None and "n_tokens" in metrics and name in set(metrics["sae"]):
