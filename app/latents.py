@@ -9,7 +9,14 @@ import torch
 from browse import reading, stamp
 
 from interp.runs import Run
-from interp.viz.latents import activation_histogram, context_html, density_histogram, logit_effects, readable_token
+from interp.viz.latents import (
+    activation_histogram,
+    contexts_html,
+    density_histogram,
+    logit_effects,
+    readable_token,
+    stored_intervals_html,
+)
 
 
 @st.cache_resource(max_entries=24, show_spinner=False)
@@ -37,6 +44,11 @@ def tokens_text(tokens: object) -> list[str]:
     return [readable_token(str(token)) for token in list(tokens)]
 
 
+def words(tokens: torch.Tensor, vocab: dict[int, str]) -> list[str | None]:
+    """A stored window's token texts (``None`` for positions outside the text)."""
+    return [vocab.get(int(t), f"<{int(t)}>") if t >= 0 else None for t in tokens]
+
+
 def show_latent(run: Run, name: str, table: pd.DataFrame, stats: dict[str, torch.Tensor], vocab: dict[int, str],
                 latent: int) -> None:
     row = table[table["latent"] == latent].iloc[0]
@@ -50,20 +62,16 @@ def show_latent(run: Run, name: str, table: pd.DataFrame, stats: dict[str, torch
     tokens, acts = stats["context_tokens"][latent], stats["context_acts"][latent]
     centre = tokens.shape[-1] // 2
     scale = float(values.max())
-    lines = []
-    for k in range(values.shape[0]):
-        if values[k] <= 0:
-            continue
-        words = [vocab.get(int(t), f"<{int(t)}>") if t >= 0 else None for t in tokens[k]]
-        lines.append(
-            f'<div style="display: flex; gap: 0.8em; align-items: baseline; overflow-x: auto;">'
-            f'<code style="min-width: 4.5em; text-align: right;">{float(values[k]):.3f}</code>'
-            f"{context_html(words, acts[k].tolist(), scale, centre)}</div>"
-        )
-    if lines:
-        st.html("".join(lines))
+    fired = [k for k in range(values.shape[0]) if values[k] > 0]
+    if fired:
+        st.html(contexts_html([float(values[k]) for k in fired], [words(tokens[k], vocab) for k in fired],
+                              [acts[k].tolist() for k in fired], scale, centre))
     else:
         st.info("This latent never fired on the held-out tokens.")
+    intervals = stored_intervals_html(stats, vocab, latent) if fired else None
+    if intervals is not None:  # runs stored before the interval examples existed have none
+        st.markdown("**Examples across the activation range** (a uniform sample from each interval of (0, max])")
+        st.html(intervals)
     metrics = table_of(run, "metrics") if "metrics" in run.tables() else None
     n_tokens = None
     if metrics is not None and "n_tokens" in metrics and name in set(metrics["sae"]):

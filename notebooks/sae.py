@@ -41,7 +41,7 @@ from IPython.display import HTML
 import interp
 from interp.runs import RunStore
 from interp.sae import TrainConfig
-from interp.viz.latents import activation_histogram, context_html, logit_effects, training_curves
+from interp.viz.latents import activation_histogram, context_html, logit_effects, stored_intervals_html, training_curves
 
 workdir = Path(tempfile.mkdtemp(prefix="interp-sae-notebook-"))  # runs and the activation cache go here
 
@@ -107,6 +107,14 @@ def contexts(latent: int, n: int = 5) -> str:
 
 
 HTML("".join(contexts(latent) for latent in chosen))
+
+# %% [markdown]
+# Top contexts show a latent only at its strongest. The run also keeps a uniform sample of tokens
+# from each fifth of every latent's activation range `(0, max]`, highest first, to see whether
+# weaker activations mean the same thing:
+
+# %%
+HTML(stored_intervals_html(stats, vocab, chosen[0]))
 
 # %%
 first = chosen[0]

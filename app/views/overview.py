@@ -4,6 +4,7 @@ on its page, see why a run failed or is unreadable, and delete a run after confi
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import PurePath
 
 import pandas as pd
 import streamlit as st
@@ -21,11 +22,16 @@ infos = {info.id: info for info in runs.list()}
 
 
 def dataset_text(value: object) -> object:
-    """A run's dataset as a short name: ``ioi-abc (16)``, ``demo corpus``, not the raw mapping."""
+    """A run's dataset as a short name: ``ioi-abc (16)``, ``demo corpus``, ``text: a.txt (+2 more)``,
+    not the raw mapping."""
     if not isinstance(value, dict):
         return value
     name = value.get("name") or value.get("kind") or "?"
     name = f"{name} corpus" if value.get("kind") == "demo" and "name" not in value else name
+    files = value.get("paths") or ([value["path"]] if isinstance(value.get("path"), str) else [])
+    if files and "name" not in value:
+        more = f" (+{len(files) - 1} more)" if len(files) > 1 else ""
+        name = f"{name}: {PurePath(str(files[0])).name or files[0]}{more}"
     return f"{name} ({value['examples']})" if "examples" in value else str(name)
 
 

@@ -5,8 +5,10 @@ Everything comes from what the SAE pipeline stored in the run (:mod:`interp.sae.
 ``features-<name>`` statistics (top activating contexts with the activation on every token of the
 window, activation histogram, density, direct logit effects) with the ``vocab-<name>`` token texts.
 The browser searches latents by id or by the tokens they promote, sorts them by density or max
-activation, and shows one latent's contexts with token-level highlighting, its histogram and logit
-effects. A run still training shows its progress and curves.
+activation, and shows one latent's top contexts with token-level highlighting, examples sampled from
+each interval of its activation range (when the run stored them), its activation histogram, the
+density histogram of all latents with this one marked, and its logit effects. A run still training
+shows its progress and curves.
 """
 
 from __future__ import annotations
@@ -56,6 +58,12 @@ def filtered_latents(table: pd.DataFrame, key: str) -> pd.DataFrame:
     return rows.sort_values(SORTS[sort], ascending=not descending, kind="stable")
 
 
+def match_text(matched: int, limit: int) -> str:
+    """``1 latent matches.``, ``12 latents match.``, ``9,000 latents match; the first 500 are listed.``"""
+    text = "1 latent matches" if matched == 1 else f"{matched:,} latents match"
+    return text + (f"; the first {limit:,} are listed." if matched > limit else ".")
+
+
 def picked_rows(event: object) -> list[int]:
     """The rows a table selection names: a selected row, or the row of a clicked cell."""
     selection = getattr(event, "selection", None)
@@ -85,10 +93,7 @@ def show_browser(run: Run, names: list[str]) -> None:
                        "max_activation": st.column_config.NumberColumn("max activation", format="%.3f"),
                        "top_logits": st.column_config.ListColumn("top logits (tokens it promotes; ␣ = space)")},
     )
-    listed = min(len(rows), TABLE_ROWS)
-    st.caption(f"{len(rows)} latent{'s' if len(rows) != 1 else ''} match"
-               + (f"; the first {listed} are listed" if listed < len(rows) else "")
-               + ". Click a row to open its latent.")
+    st.caption(match_text(len(rows), TABLE_ROWS) + " Click a row (any cell of it) to open its latent.")
     options = rows["latent"].tolist()
     latent_key = f"latent-{key}"
     picked = picked_rows(event)

@@ -78,6 +78,8 @@ class FeaturesConfig(ConfigModel):
     top_k: int = Field(20, gt=0)
     context: int = Field(8, ge=0)
     n_logits: int = Field(10, gt=0)
+    intervals: int = Field(5, ge=0, description="equal intervals of (0, max] to sample examples from (0: none)")
+    per_interval: int = Field(5, gt=0, description="examples sampled from each interval")
 
 
 class TrainConfig(ConfigModel):

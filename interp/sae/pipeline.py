@@ -267,10 +267,12 @@ def finish(config: TrainConfig, run: Run, model, store: ActivationStore, saes: d
         save_sae(sae, run.path / "saes" / name, sparsity=torch.log10(density + 1e-10))
         if config.features.enabled:
             step = config.store.model_batch_size
-            batches = (
+            batches = [
                 (acts[sae.site][i : i + step], ids[i : i + step], keep[i : i + step]) for i in range(0, len(eval_rows), step)
-            )
-            stats = feature_stats(sae, model, batches, config.features.top_k, config.features.context, config.features.n_logits)
+            ]
+            features = config.features
+            stats = feature_stats(sae, model, batches, features.top_k, features.context, features.n_logits,
+                                  features.intervals, features.per_interval, seed=config.seed)
             save_features(run, name, stats, model.tokenizer)
     return {
         name: {key: metrics.to_dict()[key] for key in ("l0", "fvu", "ce_recovered", "dead_fraction", "n_tokens")}

@@ -7,6 +7,10 @@ and compute nothing of their own, so a notebook and the app show the same number
   activation on it (SAEDashboard / Neuronpedia style), the max-activating token outlined;
   activations show on hover. Plain HTML without scripts, so it renders anywhere (Streamlit's
   sanitised ``st.html`` included);
+* :func:`contexts_html`: a latent's contexts, one line each, led by the activation they were kept for;
+* :func:`interval_examples_html`: the examples sampled across the activation range, grouped by
+  interval, highest first, each headed by its range and how many firing tokens it holds
+  (:func:`stored_intervals_html` draws them from a run's stored tensors);
 * :func:`activation_histogram`: the stored counts on the stored log-spaced bins, on a log x axis;
 * :func:`logit_effects`: the top positive and negative direct logit effects as two bar lists;
 * :func:`metrics_bars`: one panel per metric (L0, FVU, dead fraction, CE recovered), one bar per SAE;
@@ -17,7 +21,8 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 import plotly.colors
@@ -52,6 +57,70 @@ def context_html(tokens: Sequence[str | None], acts: Sequence[float], scale: flo
             f'white-space: pre; border-radius: 2px; padding: 0 1px;">{_shown(token)}</span>'
         )
     return '<div style="font-family: monospace; line-height: 1.9; margin: 2px 0;">' + "".join(spans) + "</div>"
+
+
+def contexts_html(
+    values: Sequence[float], windows: Sequence[Sequence[str | None]], acts: Sequence[Sequence[float]], scale: float,
+    centre: int | None = None,
+) -> str:
+    """One line per context: its activation, then the window shaded by :func:`context_html`."""
+    return "".join(
+        '<div style="display: flex; gap: 0.8em; align-items: baseline; overflow-x: auto;">'
+        f'<code style="min-width: 4.5em; text-align: right;">{value:.3f}</code>'
+        f"{context_html(words, window_acts, scale, centre)}</div>"
+        for value, words, window_acts in zip(values, windows, acts, strict=True)
+    )
+
+
+def interval_examples_html(
+    edges: Sequence[float],
+    counts: Sequence[int],
+    values: Sequence[Sequence[float]],
+    windows: Sequence[Sequence[Sequence[str | None]]],
+    acts: Sequence[Sequence[Sequence[float]]],
+    scale: float,
+    centre: int | None = None,
+) -> str:
+    """Examples across a latent's activation range, one section per interval ``(edges[i], edges[i+1]]``.
+
+    ``values[i]``, ``windows[i]``, ``acts[i]`` are interval ``i``'s examples (already without empty
+    slots); ``counts[i]`` is how many firing tokens the interval held. Highest interval first, each
+    headed by its range, its share of the firing tokens and how many are shown; shading uses one
+    ``scale`` (the latent's max) throughout, so intervals compare by colour.
+    """
+    total = sum(counts)
+    sections = []
+    for i in reversed(range(len(counts))):
+        count = int(counts[i])
+        share = f" ({count / total:.1%} of its firing tokens)" if total else ""
+        shown = f"{len(values[i])} shown" if values[i] else "none to show"
+        heading = (f'<div style="font-weight: 600; margin: 0.7em 0 0.2em 0;">activation {edges[i]:.3g} to '
+                   f"{edges[i + 1]:.3g}: {count:,} token{'s' if count != 1 else ''}{share}, {shown}</div>")
+        sections.append(heading + contexts_html(values[i], windows[i], acts[i], scale, centre))
+    return "".join(sections)
+
+
+INTERVAL_TENSORS = ("interval_edges", "interval_counts", "interval_values", "interval_tokens", "interval_acts")
+
+
+def stored_intervals_html(stats: Mapping[str, Any], vocab: Mapping[int, str], latent: int) -> str | None:
+    """:func:`interval_examples_html` of one latent straight from the stored ``features-<name>``
+    tensors and ``vocab-<name>`` texts, shaded on the latent's max; ``None`` for statistics stored
+    without the interval examples (older runs, or ``features.intervals: 0``)."""
+    if not set(INTERVAL_TENSORS) <= set(stats):
+        return None
+    values = stats["interval_values"][latent].tolist()
+    tokens, acts = stats["interval_tokens"][latent].tolist(), stats["interval_acts"][latent].tolist()
+    slots = [[j for j, value in enumerate(row) if value > 0] for row in values]
+    return interval_examples_html(
+        stats["interval_edges"][latent].tolist(),
+        stats["interval_counts"][latent].tolist(),
+        [[values[i][j] for j in kept] for i, kept in enumerate(slots)],
+        [[[vocab.get(t, f"<{t}>") if t >= 0 else None for t in tokens[i][j]] for j in kept] for i, kept in enumerate(slots)],
+        [[acts[i][j] for j in kept] for i, kept in enumerate(slots)],
+        scale=float(stats["interval_edges"][latent][-1]),
+        centre=len(tokens[0][0]) // 2 if tokens and tokens[0] else None,
+    )
 
 
 def activation_histogram(counts: Sequence[int], edges: Sequence[float], title: str | None = None) -> go.Figure:

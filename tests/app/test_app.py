@@ -13,12 +13,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import streamlit as st
+from safetensors.torch import load_file, save_file
 from streamlit.testing.v1 import AppTest
 
 from interp.attribution import load_comparison
@@ -330,6 +332,62 @@ def test_sae_page_metrics_and_latent_browser(store_root: Path, monkeypatch: pyte
     assert_clean(at)
     assert at.selectbox(key=f"latent-{rid}-topk").value == latent
     assert any("latent " + str(latent) in str(chart["layout"].get("title")) for chart in charts(at))
+
+
+def test_sae_page_shows_examples_across_the_activation_range(store_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rid = run_id(store_root, "sae")
+    at = open_page(store_root, "views/sae.py", monkeypatch)
+    assert_clean(at)
+    latent = at.selectbox(key=f"latent-{rid}-topk").value
+    stats = RunStore(store_root).get(rid).read_tensors("features-topk")
+    edges, counts = stats["interval_edges"][latent].tolist(), stats["interval_counts"][latent].tolist()
+    filled = (stats["interval_rows"][latent] >= 0).sum(1).tolist()
+    assert any("Examples across the activation range" in m.value for m in at.markdown)
+    body = at.get("html")[1].proto.body
+    headings = re.findall(r"activation ([\d.e+-]+) to ([\d.e+-]+): ([\d,]+) tokens?", body)
+    assert len(headings) == len(counts) == 5  # the default number of intervals, highest first
+    for (lo, hi, count), i in zip(headings, reversed(range(len(counts))), strict=True):
+        assert (lo, hi) == (f"{edges[i]:.3g}", f"{edges[i + 1]:.3g}") and int(count.replace(",", "")) == counts[i]
+    assert body.count("min-width: 4.5em") == sum(filled) >= 1  # one line per sampled example
+    assert "rgba(255, 140, 0" in body and "outline" in body  # shaded and centred as the top contexts
+
+
+def test_old_sae_runs_without_interval_examples_still_render(store_root: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    old = copy_run(store_root / run_id(store_root, "sae"), tmp_path, "sae-20990101-000000-a00007")
+    path = old / "features-topk.safetensors"
+    tensors = load_file(path)
+    save_file({k: v for k, v in tensors.items() if not k.startswith("interval_")}, path)
+    at = open_page(tmp_path, "views/sae.py", monkeypatch, run=old.name)
+    assert_clean(at)
+    assert len(at.get("html")) == 1 and "<span" in at.get("html")[0].proto.body  # top contexts only
+    assert not any("activation range" in m.value for m in at.markdown)
+    assert len(charts(at)) >= 4  # density, activation histogram and logit effects are still drawn
+
+
+def test_sae_browser_reads_well(store_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rid = run_id(store_root, "sae")
+    at = open_page(store_root, "views/sae.py", monkeypatch)
+    run = RunStore(store_root).get(rid)
+    listing = next(frame.value for frame in at.dataframe if "top_logits" in frame.value.columns)
+    tokens = [token for row in listing["top_logits"] for token in row]
+    assert tokens and not any(token.startswith(" ") for token in tokens)  # a leading space shows as ␣
+    assert "latents match." in " ".join(c.value for c in at.caption)
+    latent = int(listing["latent"].iloc[0])
+    at.text_input(key=f"search-{rid}-topk").set_value(str(latent)).run()
+    assert_clean(at)
+    assert any(c.value.startswith("1 latent matches. ") for c in at.caption)
+    density = next(chart for chart in charts(at) if "firing density" in chart["layout"]["title"]["text"])
+    n_tokens = int(run.read_table("metrics")["n_tokens"].iloc[0])
+    assert f"over {n_tokens:,} held-out tokens" in density["layout"]["title"]["text"]
+    features = run.read_table("features-topk")
+    assert len(array(density["data"][0]["x"])) == len(features)  # every latent, dead ones included
+    marked = density["layout"]["shapes"][0]
+    chosen = float(features.loc[features["latent"] == latent, "log10_density"].iloc[0])
+    assert marked["x0"] == pytest.approx(chosen)
+    at = open_page(store_root, "views/overview.py", monkeypatch)
+    shown = at.dataframe[0].value
+    assert shown.loc[shown["kind"] == "sae", "dataset"].tolist() == ["text: corpus.txt"]
 
 
 def test_model_page_runs_a_tiny_model(store_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
