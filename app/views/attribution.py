@@ -32,14 +32,17 @@ def _load(path: str, version: tuple[int, ...]) -> Comparison:
     return load_comparison(Run(path))
 
 
-def stored_so_far(comparison: Comparison, config: dict[str, Any]) -> str:
-    """Which of the run's stages (an exact sweep per component type, then each method) are stored."""
+def stored_so_far(comparison: Comparison, config: dict[str, Any]) -> str | None:
+    """Which of the run's stages (an exact sweep per component type, then each method) are stored, or
+    None for a run whose config plans no stages (a comparison recorded from Python)."""
     sweeps = [s.get("sweep") for s in config.get("sweeps", []) if isinstance(s, dict)]
     methods = [m for m in config.get("methods", []) if isinstance(m, str)]
+    if not sweeps or not methods:
+        return None
     done = [f"exact {s}" for s in sweeps if s in comparison.exact] + [m for m in methods if m in comparison.estimates]
     waiting = [f"exact {s}" for s in sweeps if s not in comparison.exact] + [m for m in methods if m not in comparison.estimates]
     return (f"{len(done)} of {len(done) + len(waiting)} stages stored: {', '.join(done) or 'none'}; "
-            f"not yet: {', '.join(waiting)}.")
+            f"not yet: {', '.join(waiting) or 'none'}.")
 
 
 def show_exact_only(comparison: Comparison, run_id: str) -> None:
@@ -72,8 +75,9 @@ st.markdown(
     f"**metric** `{meta.get('metric', '?')}` · **direction** `{meta.get('direction', '?')}` · "
     f"**top-k for recall** {meta.get('top_k', '?')}"
 )
-if info.status != FINISHED:
-    st.caption(f"Partial results: {stored_so_far(comparison, run.config)}")
+stored = stored_so_far(comparison, run.config) if info.status != FINISHED else None
+if stored is not None:
+    st.caption(f"Partial results: {stored}")
 if comparison.table.empty:
     show_exact_only(comparison, run.id)
     st.stop()

@@ -67,6 +67,11 @@ class AttributionConfig(ConfigModel):
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
             raise ConfigError(f"sweeps {repeated} appear more than once; merge their layers/positions")
+        return value
+
+    @field_validator("sweeps")
+    @classmethod
+    def _raw_positions(cls, value: list[SweepRequest]) -> list[SweepRequest]:
         for index, request in enumerate(value):
             if position_names_asked(request.positions):
                 raise ConfigError(
