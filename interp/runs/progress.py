@@ -70,7 +70,6 @@ def progress_of(manifest: dict[str, Any]) -> Progress | None:
     if not isinstance(value, dict):
         return None
     done, total, unit, stage = value.get("done"), value.get("total"), value.get("unit"), value.get("stage")
-    counts = [done, total]
-    if any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in counts) or not isinstance(unit, str):
+    if any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in (done, total)) or not isinstance(unit, str):
         return None
     return Progress(done=done, total=total, unit=unit, stage=stage if isinstance(stage, str) else None)
