@@ -119,6 +119,11 @@ def charts(at: AppTest) -> list[dict]:
     return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
 
 
+def progress_bars(at: AppTest) -> list[tuple[int, str]]:
+    """``(percent, text)`` of each progress bar on the page."""
+    return [(bar.proto.value, bar.proto.text) for bar in at.get("progress")]
+
+
 def array(value: dict | list) -> np.ndarray:
     """A figure array from its JSON: plotly writes numpy arrays as base64 typed arrays."""
     if isinstance(value, dict):
@@ -388,13 +393,16 @@ def test_running_and_failed_runs_are_announced(store_root: Path, tmp_path: Path,
     running = store.create("patching", {"sweeps": [{"sweep": "resid_pre"}]}, model="tiny-llama")
     at = open_page(tmp_path, "views/patching.py", monkeypatch, run=running.id)
     assert not at.exception and "still being written" in messages(at) and "No sweep" in messages(at)
+    assert not at.get("progress")  # nothing recorded yet: no bar rather than a made-up one
+    running.set_progress(64, 256, "cells", stage="sweep0_resid_pre shard 0")
+    at = open_page(tmp_path, "views/patching.py", monkeypatch, run=running.id)
+    assert progress_bars(at) == [(25, "running: 64 of 256 cells (last: sweep0_resid_pre shard 0)")]
 
     training = store.create("sae", {"saes": []}, model="tiny-llama")
     training.set_progress(3, 10, "training steps")
     at = open_page(tmp_path, "views/sae.py", monkeypatch, run=training.id)
     assert not at.exception and "when training finishes" in messages(at)
-    (bar,) = at.get("progress")
-    assert bar.proto.value == 30 and bar.proto.text == "running: 3 of 10 training steps"
+    assert progress_bars(at) == [(30, "running: 3 of 10 training steps")]
 
     attribution = store.create("attribution", {"x": 1}, model="tiny-llama")
     at = open_page(tmp_path, "views/attribution.py", monkeypatch, run=attribution.id)
@@ -404,11 +412,8 @@ def test_running_and_failed_runs_are_announced(store_root: Path, tmp_path: Path,
     RunStore(tmp_path).get(failed.name).fail(RuntimeError("out of memory"))
     at = open_page(tmp_path, "views/patching.py", monkeypatch, run=failed.name)
     assert not at.exception and "failed: RuntimeError: out of memory" in at.error[0].value
+    assert "(it had finished " in at.error[0].value and not at.get("progress")
     assert charts(at), "a failed run still shows what it finished"
-
-
-def progress_bars(at: AppTest) -> list[tuple[int, str]]:
-    return [(bar.proto.value, bar.proto.text) for bar in at.get("progress")]
 
 
 def test_every_writer_records_its_progress(store_root: Path) -> None:
