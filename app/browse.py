@@ -5,7 +5,8 @@ the overview page, after confirmation, through :meth:`RunStore.delete`. Every re
 a half-written or damaged run goes through :func:`reading`, which turns the failure into a message
 on the page instead of a traceback, and every page starts from :func:`choose_run`, which says
 plainly when the store is empty, when a run is still being written, when it failed, and when its
-manifest is unreadable.
+manifest is unreadable; a running run's progress, as its writer records it in the manifest
+(:mod:`interp.runs.progress`), is shown the same way on every page.
 
 The store's root is ``--runs DIR`` after the script's ``--`` (``streamlit run app/Home.py -- --runs
 DIR``, which ``interp app --runs DIR`` runs), else ``$INTERP_RUNS_DIR``, else ``./data/runs``.
@@ -156,9 +157,12 @@ def show_status(info: RunInfo) -> None:
             "finished so far; reload the page to see more.",
             icon=":material/hourglass_top:",
         )
+        if info.progress is not None:
+            st.progress(info.progress.fraction, text=f"running: {info.progress.describe()}")
     if info.status == FAILED:
         last_line = (info.error or "no error recorded").strip().splitlines()[-1]
-        st.error(f"Run `{info.id}` failed: {last_line}. Showing whatever it finished before failing.")
+        reached = f" (it had finished {info.progress.describe()})" if info.progress is not None else ""
+        st.error(f"Run `{info.id}` failed: {last_line}. Showing whatever it finished before failing{reached}.")
         if info.error and "\n" in info.error.strip():
             with st.expander("The error the run recorded"):
                 st.code(info.error, language=None)

@@ -224,12 +224,17 @@ def sweep_groups(
     return named, axes, coords
 
 
+def position_names_asked(positions: Sequence[int] | Sequence[str] | str | None) -> bool:
+    """Whether a sweep's ``positions`` ask for named positions (``"named"``, or a list holding a name)."""
+    return positions is not None and (isinstance(positions, str) or any(isinstance(p, str) for p in positions))
+
+
 def position_names(task: Any, positions: Sequence[int] | Sequence[str] | str | None) -> list[str] | None:
     """The named positions a sweep's ``positions`` ask for (None: raw positions).
 
     ``"named"`` is all of the task's names, in its order; a list of strings is those names.
     """
-    if positions is None or (not isinstance(positions, str) and all(not isinstance(p, str) for p in positions)):
+    if not position_names_asked(positions):
         return None
     declared = list(getattr(task, "positions", {}) or {})
     if isinstance(positions, str):

@@ -48,6 +48,8 @@ BAD_CONFIGS: list[tuple[str, type, str, list[str], type[Exception], str]] = [
     ("task_n_huge_attribution", AttributionConfig, PATCH, ["task.n=10001"], ConfigError, r"task\.n: above the maximum of 10,000"),
     ("empty_layers", PatchConfig, PATCH.replace("{sweep: resid_pre}", "{sweep: resid_pre, layers: []}"), [], ConfigError, r"sweeps\.0\.layers: an empty layers list selects no cells; leave layers out"),
     ("empty_positions", AttributionConfig, PATCH, ["sweeps.0.positions=[]"], ConfigError, r"sweeps\.0\.positions: an empty positions list selects no cells"),
+    ("named_positions_attribution", AttributionConfig, PATCH, ["sweeps.0.positions=named"], ConfigError, r"sweeps: sweep 0 \(resid_pre\) has positions 'named', named positions, which only exact patching .*set sweeps\.0\.positions to integers"),
+    ("position_names_attribution", AttributionConfig, PATCH + "methods: [atp]\n", ["sweeps.0.positions=[S1, IO]"], ConfigError, r"sweep 0 \(resid_pre\) has positions \['S1', 'IO'\], named positions.*sweeps\.0\.positions"),
     ("empty_heads", PatchConfig, PATCH.replace("resid_pre", "head_z"), ["sweeps.0.heads=[]"], ConfigError, r"sweeps\.0\.heads: an empty heads list"),
     ("empty_neurons", PatchConfig, PATCH.replace("resid_pre", "neuron"), ["sweeps.0.neurons=[]"], ConfigError, r"sweeps\.0\.neurons: an empty neurons list"),
     ("device_gpu", PatchConfig, PATCH + "device: gpu\n", [], ConfigError, r"device: not a torch device \('gpu' is spelled 'cuda' in torch\); use one of cpu \(got 'gpu'\)"),
@@ -121,9 +123,11 @@ def test_devices_this_machine_has_are_accepted(tmp_path: Path) -> None:
         (["patch"], PATCH + "device: cuda\n", "device: CUDA is not available"),
         (["patch"], PATCH.replace("{sweep: resid_pre}", "{sweep: resid_pre, layers: []}"), "an empty layers list"),
         (["attribute"], PATCH + "task: {n: 100000000}\n", "task.n: above the maximum"),
+        (["attribute"], PATCH.replace("tiny-llama", "no-such-model").replace("{sweep: resid_pre}", "{sweep: resid_pre, positions: named}"),
+         "set sweeps.0.positions to integers"),
         (["sae", "train"], SAE + "device: gpu\n", "device: not a torch device"),
     ],
-    ids=["patch_device", "patch_empty_layers", "attribute_task_n", "sae_device"],
+    ids=["patch_device", "patch_empty_layers", "attribute_task_n", "attribute_named_positions", "sae_device"],
 )
 def test_configs_that_cannot_run_leave_no_run_directory(tmp_path: Path, command: list[str], text: str, message: str) -> None:
     config = tmp_path / "c.yaml"

@@ -1,5 +1,6 @@
 """Runs overview: every run in the store, filtered by kind, status, model, task and date; open a run
-on its page, see why a run failed or is unreadable, and delete a run after confirming its id."""
+on its page, see how far a running run has got and why a run failed or is unreadable, and delete a
+run after confirming its id. The app serves this page at ``/runs`` (and ``/`` leads here)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from browse import MAKE_RUNS, PAGES, RUN_PARAM, store
 
 from interp.runs import CORRUPT, FAILED, RUNNING, RunNotFoundError
 
-COLUMNS = ["id", "kind", "status", "model", "dataset", "created", "finished"]
+COLUMNS = ["id", "kind", "status", "progress", "model", "dataset", "created", "finished"]
 
 runs = store()
 st.title("Runs")
@@ -38,6 +39,18 @@ def dataset_text(value: object) -> object:
 if not frame.empty and "dataset" in frame:
     frame = frame.assign(dataset=[dataset_text(infos[i].dataset) if i in infos else v
                                   for i, v in zip(frame["id"], frame["dataset"], strict=True)])
+
+
+def progress_text(run_id: str) -> str | None:
+    """How far an unfinished run had got (``"2/6 stages"``), as its writer recorded it; None once finished."""
+    info = infos.get(run_id)
+    if info is None or info.progress is None or info.status not in (RUNNING, FAILED):
+        return None
+    return info.progress.short()
+
+
+if not frame.empty:
+    frame = frame.assign(progress=[progress_text(i) for i in frame["id"]])
 if frame.empty:
     commands = "\n".join(f"{command} --runs {runs.root}" for command in MAKE_RUNS.values())
     st.info(f"No runs in `{runs.root}` yet. Make some with the command line, then reload this page:")

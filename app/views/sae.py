@@ -112,13 +112,8 @@ page_help("sae")
 show_config(run)
 with reading("config", run):
     specs = {spec["name"]: spec for spec in run.config.get("saes", [])}
-    manifest = run.manifest
     tables = run.tables()
 
-progress = manifest.get("progress") or {}
-if info.status == RUNNING and progress.get("total_steps"):
-    step, total = int(progress.get("step", 0)), int(progress["total_steps"])
-    st.progress(min(step / total, 1.0), text=f"training step {step} of {total}")
 if "train_log" in tables:
     st.plotly_chart(training_curves(table_of(run, "train_log")), key=f"training-{run.id}")
 

@@ -94,7 +94,11 @@ def run_feature_circuit(
     progress: Callable[[str], None] | None = None,
     resume: str | None = None,
 ) -> Run:
-    """Attribute, verify and measure faithfulness; write a run of kind ``"feature_circuit"``."""
+    """Attribute, verify and measure faithfulness; write a run of kind ``"feature_circuit"``.
+
+    ``progress`` is called with each stage's name as it finishes (each method, ``"exact"``,
+    ``"faithfulness"``), and the run's manifest records the count (:meth:`~interp.runs.Run.set_progress`).
+    """
     torch.manual_seed(0)
     report = progress or (lambda stage: None)
     model = load_model(config.model, device=config.device, dtype=DTYPES[config.dtype])
@@ -103,18 +107,25 @@ def run_feature_circuit(
     dataset = {"name": task.name, "examples": len(task)}
     with lifecycle(store, KIND, config.model_dump(), model={"name": model.name}, dataset=dataset, resume=resume) as run:
         run.write_table("task", task.to_frame())
+        total = len(config.methods) + 2  # each method, then the exact verification, then the faithfulness curves
+
+        def finished(done: int, stage: str) -> None:
+            run.set_progress(done, total, "stages", stage=stage)
+            report(stage)
+
+        run.set_progress(0, total, "stages")
         estimates = {}
-        for method in config.methods:
+        for done, method in enumerate(config.methods, start=1):
             estimates[method] = _estimate(config, model, task, saes, method)
-            report(method)
+            finished(done, method)
         nodes = next(iter(estimates.values())).nodes
         chosen = sorted({int(i) for e in estimates.values() for i in e.ranking().argsort(descending=True)[:config.exact_top]})
         exact = exact_feature_effects(model, task, saes, chosen, config.metric, config.direction, config.replacement,
                                       skip_first=config.skip_first)
-        report("exact")
+        finished(total - 1, "exact")
         curves = faithfulness_curves(model, task, saes, {m: e.ranking() for m, e in estimates.items()},
                                      config.sizes, config.metric, config.skip_first)
-        report("faithfulness")
+        finished(total, "faithfulness")
         frame = nodes.to_frame()
         for method, estimate in estimates.items():
             frame[method] = estimate.mean().numpy()

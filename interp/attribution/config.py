@@ -2,7 +2,9 @@
 
 A YAML or TOML file (read by :func:`interp.config.load_config`) names the model, the task, the metric and direction, the component types
 (sweeps, with optional layer/position/head/neuron subsets), the methods to compare, and the RelP
-and IG settings. Unknown keys and bad values are refused with the offending key named.
+and IG settings. Unknown keys and bad values are refused with the offending key named, and so are
+sweeps by named position (``positions: named`` or a list of names), which only exact patching
+takes: refused when the config is read, not after the exact sweeps have run.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pydantic import Field, field_validator
 
 from interp.attribution.compare import METHODS, MethodOptions
 from interp.attribution.relp import RelPRules
-from interp.cells import SweepRequest
+from interp.cells import SweepRequest, position_names_asked
 from interp.config import ConfigError, ConfigModel, Device, Dtype
 from interp.tasks.config import TaskConfig
 
@@ -65,6 +67,19 @@ class AttributionConfig(ConfigModel):
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
             raise ConfigError(f"sweeps {repeated} appear more than once; merge their layers/positions")
+        return value
+
+    @field_validator("sweeps")
+    @classmethod
+    def _raw_positions(cls, value: list[SweepRequest]) -> list[SweepRequest]:
+        for index, request in enumerate(value):
+            if position_names_asked(request.positions):
+                raise ConfigError(
+                    f"sweep {index} ({request.sweep}) has positions {request.positions!r}, named positions, which only "
+                    f"exact patching (`interp patch`) sweeps; the attribution methods estimate raw positions, so set "
+                    f"sweeps.{index}.positions to integers (e.g. [-3, -2, -1], counted from the end) or leave it out "
+                    "for every position"
+                )
         return value
 
     def options(self) -> MethodOptions:

@@ -54,7 +54,9 @@ def run_attribution(
     """Execute ``config``: exact sweeps and every method, recorded as a run of kind ``"attribution"``.
 
     ``resume`` continues a run from its last finished stage; ``progress`` is called with each
-    stage's name as it finishes (or is found finished).
+    stage's name as it finishes (or is found finished), and the run's manifest records how many of
+    the :func:`stages` are finished (:meth:`~interp.runs.Run.set_progress`), so a reader such as the
+    app can show a run still being written.
     """
     torch.manual_seed(0)
     model = load_model(config.model, device=config.device, dtype=DTYPES[config.dtype])
@@ -79,14 +81,15 @@ def run_attribution(
             save_comparison(Comparison(exact, estimates, _joined(tables), part.meta), run)
             return part.meta
 
-        for request in requests:
-            if request.sweep not in exact:
-                meta = stage([request], [])
-            report(f"exact {request.sweep}")
-        for method in config.methods:
-            if method not in estimates:
-                meta = stage(requests, [method])
-            report(method)
+        # (name, finished before this process started, sweeps, methods), in the order they run
+        plan = [(f"exact {r.sweep}", r.sweep in exact, [r], []) for r in requests]
+        plan += [(method, method in estimates, requests, [method]) for method in config.methods]
+        run.set_progress(sum(finished for _, finished, _, _ in plan), len(plan), "stages")
+        for count, (name, finished, sweeps, methods) in enumerate(plan, start=1):
+            if not finished:
+                meta = stage(sweeps, methods)
+                run.set_progress(count, len(plan), "stages", stage=name)
+            report(name)
         result = Comparison(exact, estimates, _ordered(_joined(tables), config), meta,
                             recall=recall_table(exact, estimates, config.top_k) if estimates else None)
         save_comparison(result, run)

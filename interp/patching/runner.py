@@ -127,7 +127,8 @@ def run_config(
     """Execute every sweep of ``config`` into a run of ``store``; returns the finished run.
 
     ``resume`` continues a run from its last finished shard (see :mod:`interp.runs.lifecycle`).
-    ``progress(done_cells, total_cells)`` is called as shards finish. ``executor="ray"`` computes the
+    ``progress(done_cells, total_cells)`` is called as shards finish, and the same count is recorded in
+    the run's manifest (:meth:`~interp.runs.Run.set_progress`) for readers such as the app. ``executor="ray"`` computes the
     shards on Ray actors (one model each, a GPU each when ``config.device`` is CUDA) at ``address``,
     or on a local Ray cluster of ``workers`` actors (see :mod:`interp.cluster`). Shards are written
     here, in the same layout and with the same done-markers either way, so a run started with one
@@ -147,9 +148,11 @@ def run_config(
                 finished = set(run.finished_shards(sweep["name"]))
                 pending += [(index, i) for i in range(len(sweep["shard_sizes"])) if i not in finished]
             done = total - sum(sweeps[i]["shard_sizes"][s] for i, s in pending)
+            run.set_progress(done, total, "cells")
             for index, shard_index, values, spent in pool.map("shard", pending):
                 run.write_shard(sweeps[index]["name"], shard_index, tensors={"values": values, "cost": spent})
                 done += sweeps[index]["shard_sizes"][shard_index]
+                run.set_progress(done, total, "cells", stage=f"{sweeps[index]['name']} shard {shard_index}")
                 if progress is not None:
                     progress(done, total)
             summary: dict[str, Any] = {}

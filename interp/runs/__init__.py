@@ -18,7 +18,7 @@ Three promises hold whatever happens to the writing process:
 Modules: :mod:`~interp.runs.store` (find, create, list, resume, delete runs),
 :mod:`~interp.runs.run` (one run's files), :mod:`~interp.runs.lifecycle` (open or resume a run
 and record how it ended; every command that writes a run goes through it),
-:mod:`~interp.runs.manifest`, :mod:`~interp.runs.shards`, :mod:`~interp.runs.formats`, :mod:`~interp.runs.atomic`, :mod:`~interp.runs.names`,
+:mod:`~interp.runs.manifest`, :mod:`~interp.runs.progress` (how far a run has got), :mod:`~interp.runs.shards`, :mod:`~interp.runs.formats`, :mod:`~interp.runs.atomic`, :mod:`~interp.runs.names`,
 :mod:`~interp.runs.lock` (one writer per run),
 :mod:`~interp.runs.jsonvalues`, :mod:`~interp.runs.errors`.
 """
@@ -40,6 +40,7 @@ from interp.runs.errors import (
 )
 from interp.runs.lifecycle import LATEST, lifecycle, open_run
 from interp.runs.manifest import CORRUPT, FAILED, FINISHED, RUNNING
+from interp.runs.progress import Progress
 from interp.runs.run import Run
 from interp.runs.store import RunInfo, RunStore, default_runs_root
 
@@ -56,6 +57,7 @@ __all__ = [
     "DamagedShardWarning",
     "InvalidNameError",
     "NotSerializableError",
+    "Progress",
     "Run",
     "RunExistsError",
     "RunInfo",

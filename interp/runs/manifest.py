@@ -16,6 +16,8 @@
 ``summary``     headline numbers for listings (a JSON object)
 ``error``       why it failed (``"Type: message"``, e.g. ``"KeyboardInterrupt"``), or null
 ``traceback``   the failure's traceback, or null (absent until a run first fails or finishes)
+``progress``    how far the writer has got, ``{"done", "total", "unit", "stage"}``
+                (:mod:`interp.runs.progress`; absent until the writer first records it)
 ==============  ==============================================================================
 
 A manifest is rewritten whole and atomically on every change (see :mod:`interp.runs.atomic`), so a

@@ -38,6 +38,7 @@ from interp.runs.errors import ArtifactNotFoundError, InvalidNameError, Manifest
 from interp.runs.jsonvalues import normalise
 from interp.runs.manifest import FAILED, FINISHED, RUNNING, STATUSES, now_iso, read_manifest, write_manifest
 from interp.runs.names import RESERVED_JSON_NAMES, check_name
+from interp.runs.progress import PROGRESS_FIELD, Progress, progress_of, progress_record
 
 # Fields that identify a run or its layout; update_manifest refuses to change them.
 FROZEN_FIELDS = frozenset({"id", "format"})
@@ -105,6 +106,16 @@ class Run:
         manifest = self.manifest
         manifest.update(updates)
         write_manifest(self.path, manifest)
+
+    def set_progress(self, done: int, total: int, unit: str, stage: str | None = None, **extra: Any) -> None:
+        """Record that ``done`` of ``total`` ``unit`` are finished, the last being ``stage`` (see
+        :mod:`interp.runs.progress`); readers show it while the run is being written."""
+        self.update_manifest(**{PROGRESS_FIELD: progress_record(done, total, unit, stage, **extra)})
+
+    @property
+    def progress(self) -> Progress | None:
+        """The progress the writer last recorded, or None."""
+        return progress_of(self.manifest)
 
     def finish(self, summary: dict[str, Any] | None = None) -> None:
         """Mark the run finished now; ``summary`` entries are merged into the manifest's summary."""

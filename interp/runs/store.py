@@ -48,6 +48,7 @@ from interp.runs.jsonvalues import differences, flatten, normalise
 from interp.runs.lock import WriteLock
 from interp.runs.manifest import CORRUPT, RUNNING, new_manifest, now_iso, read_manifest, write_manifest
 from interp.runs.names import check_name, check_run_id, kind_from_run_id, new_run_id
+from interp.runs.progress import Progress, progress_of
 from interp.runs.run import Run
 
 RUNS_DIR_ENV = "INTERP_RUNS_DIR"
@@ -75,6 +76,7 @@ class RunInfo:
     summary: dict[str, Any]
     path: Path
     error: str | None
+    progress: Progress | None = None
 
 
 def _info(path: Path) -> RunInfo:
@@ -94,6 +96,7 @@ def _info(path: Path) -> RunInfo:
         summary=m.get("summary") or {},
         path=path,
         error=m.get("error"),
+        progress=progress_of(m),
     )
 
 

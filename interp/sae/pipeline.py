@@ -52,6 +52,7 @@ from interp.sae.trainer import SAETrainer, StepStats
 RUN_KIND = "sae"
 CHECKPOINT = "checkpoint"
 TRAIN_LOG = "train_log"
+STEPS = "training steps"  # the unit of the run's recorded progress
 
 
 def _device(name: str) -> torch.device:
@@ -212,12 +213,12 @@ def _train(
             previous_log = run.read_table(TRAIN_LOG) if TRAIN_LOG in run.tables() else None
         first_step = trainer.step_index
         end = config.total_steps if stop_after is None else min(config.total_steps, stop_after)
-        run.update_manifest(progress={"step": first_step, "total_steps": config.total_steps, "tokens_per_epoch": store.tokens_per_epoch})
+        run.set_progress(first_step, config.total_steps, STEPS, tokens_per_epoch=store.tokens_per_epoch)
 
         def checkpoint(t: SAETrainer) -> None:
             run.write_tensors(CHECKPOINT, t.state_tensors())
             run.write_table(TRAIN_LOG, _log_frame(t, first_step, previous_log))
-            run.update_manifest(progress={"step": t.step_index, "total_steps": config.total_steps, "tokens_per_epoch": store.tokens_per_epoch})
+            run.set_progress(t.step_index, config.total_steps, STEPS, tokens_per_epoch=store.tokens_per_epoch)
 
         view = _ProgressView(config.total_steps, first_step, config.store.batch_size, progress)
         started = time.perf_counter()

@@ -41,6 +41,8 @@ from interp.steering.function_vectors import (
 
 KIND = "function_vectors"
 VECTORS_DIR = "vectors"
+UNITS = {"means": "mean-activation passes", "heads": "heads measured", "layers": "layers evaluated"}
+"""What each stage counts, as the run's recorded progress names it."""
 
 
 def vectors_path(run: Run, name: str = "function_vector") -> Path:
@@ -57,7 +59,8 @@ def run_function_vectors(
     """Find the heads, build the function vector and sweep it over layers into a run of ``store``.
 
     ``resume`` continues a run (see :mod:`interp.runs.lifecycle`); ``progress(stage, done, total)``
-    reports the stages (``means``, ``heads``, ``layers``).
+    reports the stages (``means``, ``heads``, ``layers``), whose counts the run's manifest also
+    records (:meth:`~interp.runs.Run.set_progress`).
     """
     torch.manual_seed(0)
     task = load_icl_task(config.task)
@@ -69,7 +72,13 @@ def run_function_vectors(
         "single_token_answers": single_token_fraction(model.tokenizer, task),
     }
     with lifecycle(store, KIND, config.model_dump(), model=identity, dataset=dataset, resume=resume) as run:
-        found = _extraction(run, model, task, config, progress)
+
+        def advance(stage: str, done: int, total: int) -> None:
+            run.set_progress(done, total, UNITS.get(stage, stage))
+            if progress is not None:
+                progress(stage, done, total)
+
+        found = _extraction(run, model, task, config, advance)
         layers = list(range(model.dims.n_layers)) if config.layers is None else config.layers
         if "baselines" not in run.json_files():
             run.write_json("baselines", baseline_accuracies(model, found, batch_size=config.batch_size))
@@ -81,8 +90,7 @@ def run_function_vectors(
                     model, found, [layer], config.scale, batch_size=config.batch_size, baselines=baselines
                 )
                 run.write_shard("layers", index, frame=frame)
-            if progress is not None:
-                progress("layers", index + 1, len(layers))
+            advance("layers", index + 1, len(layers))
         accuracy = pd.concat([frame for _, _, frame in run.read_shards("layers")], ignore_index=True)
         run.write_table("accuracy", accuracy)
         run.finish(_summary(found, accuracy))

@@ -6,7 +6,8 @@ A ``vectors`` run writes, through :mod:`interp.runs`:
   loadable with :func:`interp.vectors.load_vectors` from :func:`vectors_dir`);
 * tables ``sweep`` (layer x strength: KL, entropy, perplexity, score), ``steps`` (per generated
   token) and ``samples`` (steered and baseline texts);
-* the manifest summary: per layer, the strength with the largest score change and its KL.
+* the manifest summary: per layer, the strength with the largest score change and its KL;
+  while the sweep runs, its progress in (layer, strength) settings (:meth:`~interp.runs.Run.set_progress`).
 
 A ``dac`` run writes each property's per-step vectors (tensor file ``deltas``), the table ``trace``
 (intensity and KL per prompt, step and property) and ``samples`` (DAC and unsteered texts).
@@ -44,6 +45,18 @@ def vectors_dir(run: Run, method: str) -> Path:
     return Path(run.path) / VECTORS_DIR / method
 
 
+def recorded(run: Run, unit: str, progress: Progress | None) -> Progress:
+    """A progress callback that records ``done`` of ``total`` ``unit`` in the run's manifest (for readers
+    such as the app) and passes them on to ``progress``."""
+
+    def advance(done: int, total: int) -> None:
+        run.set_progress(done, total, unit)
+        if progress is not None:
+            progress(done, total)
+
+    return advance
+
+
 def _summary(table: pd.DataFrame) -> dict[str, Any]:
     best = {}
     for layer, rows in table.groupby("layer"):
@@ -69,7 +82,7 @@ def run_vectors(config: VectorsConfig, store: RunStore, resume: str | None = Non
         sweep = config.sweep
         result = strength_sweep(
             model, built[sweep.method], sweep.prompts, sweep.strengths, sweep.layers, sweep.unit, sweep.scope,
-            sweep.max_new_tokens, sweep.temperature, sweep.seed, score, progress,
+            sweep.max_new_tokens, sweep.temperature, sweep.seed, score, recorded(run, "settings", progress),
         )
         run.write_table("sweep", result.table)
         run.write_table("steps", result.steps)
@@ -86,13 +99,14 @@ def run_dac(config: DACConfig, store: RunStore, resume: str | None = None, progr
     with lifecycle(store, "dac", config.model_dump(), model=model_info(model), dataset=dataset, resume=resume) as run:
         properties = []
         total = len(config.properties) + 1
+        advance = recorded(run, "stages", progress)
+        advance(0, total)
         for index, spec in enumerate(config.properties):
             contrast = load_contrast(spec.data).take(spec.pairs)
             prop = dac_deltas(model, contrast.positives, contrast.negatives, spec.steps, spec.site, spec.layers, spec.name)
             run.write_tensors(f"deltas_{index}", {"deltas": prop.deltas}, {"name": prop.name, "site": prop.kind, "layers": ",".join(map(str, prop.layers))})
             properties.append(prop)
-            if progress is not None:
-                progress(index + 1, total)
+            advance(index + 1, total)
         result = dac_generate(
             model, config.prompts, properties, config.max_new_tokens, config.top_p, config.alpha_start, config.alpha_max
         )
@@ -102,8 +116,7 @@ def run_dac(config: DACConfig, store: RunStore, resume: str | None = None, progr
             "samples",
             pd.DataFrame({"row": range(len(config.prompts)), "prompt": config.prompts, "baseline": plain.texts, "steered": result.texts}),
         )
-        if progress is not None:
-            progress(total, total)
+        advance(total, total)
         mean_alpha = {name: float(result.alphas[..., j].mean()) for j, name in enumerate(result.names)}
         run.finish({"mean_alpha": mean_alpha})
     return run

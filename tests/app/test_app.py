@@ -14,10 +14,12 @@ import base64
 import hashlib
 import json
 import re
+import math
 import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import streamlit as st
 from safetensors.torch import load_file, save_file
@@ -32,7 +34,7 @@ from interp.models import load_model
 from interp.patching.config import PatchConfig
 from interp.patching.persist import load_result
 from interp.patching.runner import run_config
-from interp.runs import RunStore
+from interp.runs import Progress, RunStore
 from interp.sae import TrainConfig, train
 from interp.tasks import ioi_task
 
@@ -117,6 +119,11 @@ def assert_clean(at: AppTest) -> None:
 
 def charts(at: AppTest) -> list[dict]:
     return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def progress_bars(at: AppTest) -> list[tuple[int, str]]:
+    """``(percent, text)`` of each progress bar on the page."""
+    return [(bar.proto.value, bar.proto.text) for bar in at.get("progress")]
 
 
 def array(value: dict | list) -> np.ndarray:
@@ -444,12 +451,16 @@ def test_running_and_failed_runs_are_announced(store_root: Path, tmp_path: Path,
     running = store.create("patching", {"sweeps": [{"sweep": "resid_pre"}]}, model="tiny-llama")
     at = open_page(tmp_path, "views/patching.py", monkeypatch, run=running.id)
     assert not at.exception and "still being written" in messages(at) and "No sweep" in messages(at)
+    assert not at.get("progress")  # nothing recorded yet: no bar rather than a made-up one
+    running.set_progress(64, 256, "cells", stage="sweep0_resid_pre shard 0")
+    at = open_page(tmp_path, "views/patching.py", monkeypatch, run=running.id)
+    assert progress_bars(at) == [(25, "running: 64 of 256 cells (last: sweep0_resid_pre shard 0)")]
 
     training = store.create("sae", {"saes": []}, model="tiny-llama")
-    training.update_manifest(progress={"step": 3, "total_steps": 10})
+    training.set_progress(3, 10, "training steps")
     at = open_page(tmp_path, "views/sae.py", monkeypatch, run=training.id)
     assert not at.exception and "when training finishes" in messages(at)
-    assert at.get("progress")
+    assert progress_bars(at) == [(30, "running: 3 of 10 training steps")]
 
     attribution = store.create("attribution", {"x": 1}, model="tiny-llama")
     at = open_page(tmp_path, "views/attribution.py", monkeypatch, run=attribution.id)
@@ -459,7 +470,73 @@ def test_running_and_failed_runs_are_announced(store_root: Path, tmp_path: Path,
     RunStore(tmp_path).get(failed.name).fail(RuntimeError("out of memory"))
     at = open_page(tmp_path, "views/patching.py", monkeypatch, run=failed.name)
     assert not at.exception and "failed: RuntimeError: out of memory" in at.error[0].value
+    assert "(it had finished " in at.error[0].value and not at.get("progress")
     assert charts(at), "a failed run still shows what it finished"
+
+
+def test_every_writer_records_its_progress(store_root: Path) -> None:
+    """Each kind of run in the fixture store ends with all of its units recorded as done."""
+    recorded = {info.kind: info.progress for info in RunStore(store_root).list()}
+    assert recorded["attribution"] == Progress(4, 4, "stages", "atp*")  # 2 exact sweeps, then 2 methods
+    assert recorded["feature_circuit"] == Progress(4, 4, "stages", "faithfulness")
+    assert recorded["sae"].unit == "training steps" and recorded["sae"].done == recorded["sae"].total > 0
+    patching = RunStore(store_root).get(run_id(store_root, "patching", "noising"))
+    cells = math.prod(load_result(patching, "sweep0_resid_pre").grid_shape)
+    shards = math.ceil(cells / PatchConfig.model_validate(patching.config).shard_cells)
+    assert patching.progress == Progress(cells, cells, "cells", f"sweep0_resid_pre shard {shards - 1}")
+
+
+def test_an_attribution_run_is_shown_while_it_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Open the app after each stage of a real attribution run: listed as running with its progress, and
+    its page shows the stages stored so far; once finished it is shown as any finished run."""
+    seen: dict[str, tuple[AppTest, AppTest]] = {}
+
+    def look(stage: str) -> None:
+        seen[stage] = (open_page(tmp_path, "views/overview.py", monkeypatch),
+                       open_page(tmp_path, "views/attribution.py", monkeypatch))
+
+    config = AttributionConfig.model_validate({
+        "model": "tiny-llama", "task": {"n": 3, "seed": 0}, "methods": ["atp"],
+        "sweeps": [{"sweep": "resid_pre", "positions": [-3, -2, -1]}, {"sweep": "head_z"}],
+    })
+    run, comparison = run_attribution(config, RunStore(tmp_path), progress=look)
+    assert list(seen) == ["exact resid_pre", "exact head_z", "atp"]
+    for done, (stage, (overview, page)) in enumerate(seen.items(), start=1):
+        assert_clean(overview)
+        assert_clean(page)
+        row = overview.dataframe[0].value.set_index("id").loc[run.id]
+        assert (row["status"], row["progress"]) == ("running", f"{done}/3 stages")
+        assert progress_bars(page) == [(int(done / 3 * 100), f"running: {done} of 3 stages (last: {stage})")]
+        assert "still being written" in messages(page)
+    exact_only = seen["exact head_z"][1]
+    assert "No method has been compared" in messages(exact_only)
+    assert any("2 of 3 stages stored: exact resid_pre, exact head_z; not yet: atp" in c.value for c in exact_only.caption)
+    heat = charts(exact_only)[0]
+    assert np.allclose(array(heat["data"][0]["z"]), comparison.exact["resid_pre"].effects().mean(0).numpy(), atol=1e-6)
+    with_method = seen["atp"][1]
+    assert "No method" not in messages(with_method)
+    shown = with_method.dataframe[0].value
+    assert list(shown.columns) == ["atp"] and np.allclose(
+        shown.to_numpy(dtype=float), comparison.pearson().to_numpy(dtype=float), equal_nan=True)
+
+    overview, page = (open_page(tmp_path, "views/overview.py", monkeypatch),
+                      open_page(tmp_path, "views/attribution.py", monkeypatch))
+    assert_clean(overview)
+    assert_clean(page)
+    row = overview.dataframe[0].value.set_index("id").loc[run.id]
+    assert row["status"] == "finished" and pd.isna(row["progress"])
+    assert not page.get("progress") and not page.warning and not any("Partial" in c.value for c in page.caption)
+    assert charts(page)[1]["layout"]["xaxis"]["type"] == "log"  # the recall curves, stored when the run finishes
+
+
+def test_the_root_address_lands_on_the_overview_and_keeps_the_query(store_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INTERP_RUNS_DIR", str(store_root))
+    at = AppTest.from_file(ENTRY, default_timeout=TIMEOUT)
+    at.query_params["run"] = run_id(store_root, "sae")
+    at.run()
+    assert_clean(at)
+    assert at.title[0].value == "Runs" and at.dataframe[0].value["kind"].tolist()
+    assert at.query_params["run"] == run_id(store_root, "sae")
 
 
 def test_delete_needs_the_run_id_typed(store_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

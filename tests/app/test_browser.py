@@ -126,3 +126,29 @@ def test_a_head_cell_opens_the_model_page_on_that_head_and_prompt(server: str, s
             expect(page.locator("[data-testid=stException]")).to_have_count(0)
         finally:
             browser.close()
+
+
+def test_the_overview_has_its_own_address_and_links_to_a_run(server: str, store_root: Path) -> None:
+    """``/runs`` is the overview (not "Page not found"), ``/`` moves on to it, and its link opens a run with ``?run=``."""
+    from playwright.sync_api import expect, sync_playwright
+
+    run_id = RunStore(store_root).list("patching")[0].id
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium(), headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1600})
+            page.goto(f"{server}/runs")
+            expect(page.get_by_role("heading", name="Runs", exact=True)).to_be_visible(timeout=60_000)
+            expect(page.get_by_text("Page not found")).to_have_count(0)
+            expect(page.locator("[data-testid=stException]")).to_have_count(0)
+
+            page.goto(server)
+            expect(page.get_by_role("heading", name="Runs", exact=True)).to_be_visible(timeout=60_000)
+            page.wait_for_url("**/runs", timeout=30_000)
+
+            page.get_by_role("link", name="Open on the patching page").click()
+            page.wait_for_url(f"**/patching?run={run_id}*", timeout=30_000)
+            expect(page.locator(".stPlotlyChart").first.locator(".nsewdrag")).to_be_visible(timeout=60_000)
+            expect(page.get_by_text("Page not found")).to_have_count(0)
+        finally:
+            browser.close()

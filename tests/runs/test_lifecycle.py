@@ -155,11 +155,11 @@ def test_sae_train_interrupted_then_resumed_equals_uninterrupted(tmp_path: Path,
     assert invoke("sae", "train", config, "--runs", tmp_path / "whole", "--no-progress").exit_code == 0
     with monkeypatch.context() as patch:
         interrupt_after(patch, Run, "update_manifest", calls=2,
-                        when=lambda self, **fields: fields.get("progress", {}).get("step", 0) >= 1)
+                        when=lambda self, **fields: fields.get("progress", {}).get("done", 0) >= 1)
         interrupted = assert_interrupted(
             invoke("sae", "train", config, "--runs", tmp_path / "cut", "--no-progress"), tmp_path / "cut"
         )
-    assert interrupted.manifest["progress"]["step"] == 2
+    assert interrupted.manifest["progress"]["done"] == 2
     result = invoke("sae", "train", config, "--runs", tmp_path / "cut", "--no-progress", "--resume", "latest")
     assert result.exit_code == 0, result.output
     resumed, whole = only_run(tmp_path / "cut"), only_run(tmp_path / "whole")

@@ -20,12 +20,14 @@ import pytest
 import torch
 
 from interp.errors import InterpError
+from interp.runs.errors import ManifestFieldError
 from interp.runs import (
     ArtifactNotFoundError,
     ConfigMismatchError,
     CorruptRunError,
     InvalidNameError,
     NotSerializableError,
+    Progress,
     Run,
     RunExistsError,
     RunInfo,
@@ -344,6 +346,29 @@ def test_finish_fail_update(store: RunStore) -> None:
     manifest = run.manifest
     assert run.status == "failed" and manifest["error"] == "RuntimeError: boom"
     assert "Traceback" in manifest["traceback"] and "boom" in manifest["traceback"]
+
+
+def test_progress_is_recorded_listed_and_never_breaks_a_listing(store: RunStore) -> None:
+    run = store.create("attribution", CONFIG, model="m")
+    assert run.progress is None and store.list()[0].progress is None
+    run.set_progress(0, 6, "stages")
+    run.set_progress(2, 6, "stages", stage="exact head_z")
+    assert run.manifest["progress"] == {"done": 2, "total": 6, "unit": "stages", "stage": "exact head_z"}
+    expected = Progress(done=2, total=6, unit="stages", stage="exact head_z")
+    assert run.progress == expected and store.list()[0].progress == expected
+    assert expected.describe() == "2 of 6 stages (last: exact head_z)" and expected.short() == "2/6 stages"
+    assert expected.fraction == pytest.approx(1 / 3) and Progress(0, 0, "cells").fraction == 0.0
+    run.set_progress(100, 400, "training steps", tokens_per_epoch=1234)
+    assert run.manifest["progress"]["tokens_per_epoch"] == 1234 and run.progress == Progress(100, 400, "training steps")
+    before = run.manifest
+    for done, total, unit in ((3, 2, "stages"), (-1, 2, "stages"), (1.5, 2, "stages"), (True, 2, "stages"), (1, 2, "")):
+        with pytest.raises(ManifestFieldError, match="progress"):
+            run.set_progress(done, total, unit)  # type: ignore[arg-type]
+    assert run.manifest == before  # a refused progress changes nothing
+    for odd in ("half", {"done": "1", "total": 2, "unit": "stages"}, {"done": 1, "total": 2}, [1, 2]):
+        run.update_manifest(progress=odd)  # written by something else: shown as no progress, never "corrupt"
+        (info,) = store.list()
+        assert info.status == "running" and info.progress is None and run.progress is None
 
 
 def test_context_manager(store: RunStore) -> None:

@@ -143,7 +143,7 @@ def test_pipeline_kill_and_resume_matches_uninterrupted(tmp_path: Path):
     whole = sae_pkg.train(config, RunStore(tmp_path / "runs"), progress=False, log=lambda _: None)
     assert whole.status == "finished"
     partial = sae_pkg.train(config, RunStore(tmp_path / "runs"), progress=False, stop_after=3, log=lambda _: None)
-    assert partial.status == "running" and partial.manifest["progress"]["step"] == 3
+    assert partial.status == "running" and partial.progress.done == 3 and partial.progress.unit == "training steps"
     resumed = sae_pkg.train(config, RunStore(tmp_path / "runs"), resume=partial.id, progress=False, log=lambda _: None)
     assert resumed.status == "finished"
     for name in ("topk", "afa", "gsae"):
