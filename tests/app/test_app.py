@@ -13,8 +13,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import re
 import math
+import re
 import shutil
 from pathlib import Path
 
