@@ -6,7 +6,7 @@ import torch
 
 import interp
 from interp.concepts import Sensitivities, Target, TokenSelector, read_layers
-from interp.concepts.gcav import gcav
+from interp.concepts.gcav import gcav, straight_through_tcav
 from interp.concepts.nmf import nmf_concepts, prediction_fidelity, top_examples
 from interp.vectors import LayerVectors
 
@@ -23,7 +23,18 @@ def test_gcav_aligns_noisy_layer_cavs_and_keeps_them_close() -> None:
     assert (result.table.cos > 0.9).all()  # the decoded global CAV stays near each layer's CAV
     assert result.cavs["c"].layers == (0, 1, 2, 3) and result.cavs["c"].method == "gcav"
     assert result.table.tcav_global.min() > 0.85  # and still reads the planted sensitivity
-    assert set(result.variance.columns) == {"concept", "variance_before", "variance_after"}
+    assert set(result.variance.columns) == {
+        "concept", "variance_before", "variance_after", "run_variance_before", "run_variance_after"
+    }
+
+
+def test_straight_through_tcav_is_the_hard_score_with_the_soft_gradient() -> None:
+    cos = torch.tensor([[0.3, -0.02, 0.001, -0.4, 0.05]], dtype=torch.float64, requires_grad=True)
+    value = straight_through_tcav(cos, 20.0)
+    assert value.item() == 3 / 5  # the sign count, not the soft mean
+    (grad,) = torch.autograd.grad(value.sum(), cos)
+    soft = torch.sigmoid(20.0 * cos.detach())
+    torch.testing.assert_close(grad, 20.0 * soft * (1 - soft) / 5, rtol=1e-12, atol=0)
 
 
 def test_nmf_finds_planted_parts_and_reconstructs() -> None:
