@@ -18,13 +18,14 @@ global vectors come with the same run-to-run spread the TCAV tests use:
    = 1 : 3 as in the paper (Adam; lr 1e-2 where the paper uses 1e-3, since our maps start from each
    layer's CAV subspace rather than at random and need fewer steps).
 2. **Fusion.** Attention pooling over layers (a learned query, key and value projections,
-   softmax weights across layers) turns each run's aligned embeddings into one global embedding
-   ``g``, shared by all of a concept's runs, trained with
+   softmax weights across layers, shared by a concept's runs) turns each run's aligned embeddings
+   ``z_l = E_l u_l`` into one global embedding ``g`` per run, trained with
    ``3 * mean_runs Var_l(TCAV_l) + 1 * mean(1 - cos(D_l g, D_l z_l))``: the variance across layers
    of the run's TCAV score with the decoded global CAV ``D_l g``, against staying close to the
-   run's aligned per-layer CAVs decoded, ``D_l z_l`` (``z_l = E_l u_l``). The TCAV score in the loss is the paper's straight-through estimate:
-   its value is the hard fraction of examples with ``cos(grad, D_l g) > 0`` and its gradient is
-   that of ``sigmoid(T cos(grad, D_l g))``, with ``T`` multiplied by 1.2 before each step up to 1000.
+   run's aligned per-layer CAVs decoded, ``D_l z_l``. The TCAV score in the loss is the paper's
+   straight-through estimate: its value is the hard fraction of examples with
+   ``cos(grad, D_l g) > 0`` and its gradient is that of ``sigmoid(T cos(grad, D_l g))``, with ``T``
+   multiplied by 1.2 before each step up to 1000.
 3. **TGCAV** is TCAV with the decoded global CAVs ``D_l g``. Per layer we report the mean over
    runs of the TCAV score with the per-layer CAVs (the TCAV tests' ``concept_mean``) and with the
    global CAVs, their variance across layers (the paper's measure), and the mean over runs of
@@ -32,7 +33,13 @@ global vectors come with the same run-to-run spread the TCAV tests use:
 
 Differences from the paper: linear maps instead of MLP autoencoders and an MLP aligner (the
 encoders are aligned directly), attention pooling rather than the transformer fusion (the paper's
-code also has attention pooling), and full batches instead of mini-batches. Everything is seeded, so a run is reproducible bit for bit on the same machine.
+code also has attention pooling), and full batches instead of mini-batches. Everything is
+seeded, so a run is reproducible bit for bit on the same machine.
+
+What a low variance shows: the fusion lowers it by whatever turn of the decoded vectors makes the
+scores agree, which on a language model is mostly a turn towards the directions the target's
+gradients favour (random CAVs put through GCAV rise too); ``cos`` in the table says how much of
+each layer's CAV the global vector kept. docs/methods.md has the numbers on the default model.
 """
 
 from __future__ import annotations
