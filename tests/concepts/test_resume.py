@@ -75,3 +75,22 @@ def test_an_interrupted_run_resumes_without_recomputing_its_finished_stages(
     calls.clear()
     runner.run_config(config, store, resume=stopped.id)
     assert calls == {}
+
+
+def test_the_staged_runner_equals_run_tcav_in_one_call(tmp_path: Path) -> None:
+    from interp.concepts import TokenSelector, load_concept, load_target, run_tcav
+    from interp.models import load_model
+
+    config = load_config(tiny_config(tmp_path), TCAVConfig).model_copy(update={"steer": None, "gcav": None, "nmf": None})
+    run, _ = runner.run_config(config, RunStore(tmp_path / "runs"))
+    model = load_model(config.model)
+    result = run_tcav(
+        model, [load_concept(c.path, c.name) for c in config.concepts], load_concept(config.random, "random_pool"),
+        load_target(model, config.target.path, config.target.metric), config.kind, config.layers,
+        TokenSelector(config.selector), config.classifier, config.n_random, config.random_size, config.balance,
+        config.alpha, config.test_fraction, config.n_permutations, config.level, config.seed, config.design,
+        config.batch_size,
+    )
+    for table in ("scores", "tests", "examples"):
+        pd.testing.assert_frame_equal(run.read_table(table), getattr(result, table), check_exact=True)
+    assert run.read_json("settings") == result.settings
