@@ -78,7 +78,7 @@ random_distribution(result.scores, best.concept, int(best.layer))
 # compare the spread of TCAV scores across layers before and after.
 
 # %%
-aligned = gcav({c.name: result.cav(c.name) for c in concepts}, result.cavs["random"], result.sens, dim=32, seed=0)
+aligned = gcav({c.name: result.cavs[c.name] for c in concepts}, result.cavs["random"], result.sens, dim=32, seed=0)
 aligned.variance.round(4)
 
 # %%

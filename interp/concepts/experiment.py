@@ -79,7 +79,7 @@ def n_random_sets(design: Design, n_random: int) -> int:
     return 3 * n_random if design == "disjoint" else n_random + 1
 
 
-def _pairs(
+def pairs(
     blocks: dict[str, Tensor], concepts: Sequence[ConceptSet], randoms: Sequence[ConceptSet], design: Design, seed: int
 ) -> dict[str, list[tuple[tuple[str, str], Tensor, Tensor]]]:
     """Per concept (and :data:`NULL`): ``((positive, negative) names, positive acts, negative acts)`` per run."""
@@ -120,6 +120,42 @@ def _derivatives(sens: Sensitivities, runs: list[LayerVectors]) -> Float[Tensor,
     return torch.stack([sens.derivatives(cav) for cav in runs])
 
 
+def draw_randoms(
+    concepts: Sequence[ConceptSet], random_pool: ConceptSet | Sequence[str], n_random: int, random_size: int | None,
+    design: Design, seed: int,
+) -> list[ConceptSet]:
+    """The random sets a design needs (:func:`n_random_sets`), each of ``random_size`` prompts, or by
+    default as many as one concept part (``disjoint``) or one concept (``shared``), within the pool."""
+    if n_random < 2:
+        raise InvalidArgumentError(f"n_random={n_random}: significance needs at least 2 random concepts (10 or more advised)")
+    names = [c.name for c in concepts]
+    if not concepts or len(set(names)) != len(names) or NULL in names:
+        raise InvalidArgumentError(f"concepts {names} must be non-empty with distinct names other than {NULL!r}")
+    if design not in DESIGNS:
+        raise InvalidArgumentError(f"design {design!r} is unknown; use one of {', '.join(DESIGNS)}")
+    part = min(len(c) for c in concepts) // n_random if design == "disjoint" else max(len(c) for c in concepts)
+    n_sets = n_random_sets(design, n_random)
+    size = random_size or max(min(part, len(random_pool) // n_sets), 4)
+    return random_sets(random_pool, n_sets, size, seed)
+
+
+def read_sets(
+    model: Model, sets: Sequence[ConceptSet], kind: str, layers: Sequence[int], selector: TokenSelector = LAST_TOKEN,
+    batch_size: int = 16,
+) -> dict[str, Float[Tensor, "layer n *dims"]]:
+    """The pooled activations of every prompt of every set at ``layers``, read in one pass, by set name."""
+    prompts = [p for s in sets for p in s.prompts]
+    if selector.kind == "marked" and any(s.marks is None for s in sets):
+        raise InvalidArgumentError("the 'marked' selector needs marks on every concept and random example")
+    marks = [m for s in sets for m in s.marks] if selector.kind == "marked" else None
+    acts = read_layers(model, prompts, kind, layers, selector, marks, batch_size)
+    blocks, start = {}, 0
+    for s in sets:
+        blocks[s.name] = acts[:, start : start + len(s)]
+        start += len(s)
+    return blocks
+
+
 def run_tcav(
     model: Model,
     concepts: Sequence[ConceptSet],
@@ -142,41 +178,46 @@ def run_tcav(
     progress: Progress | None = None,
 ) -> TCAVResult:
     """Run a TCAV experiment (see the module docstring) and return its tables and CAVs."""
-    if n_random < 2:
-        raise InvalidArgumentError(f"n_random={n_random}: significance needs at least 2 random concepts (10 or more advised)")
-    names = [c.name for c in concepts]
-    if not concepts or len(set(names)) != len(names) or NULL in names:
-        raise InvalidArgumentError(f"concepts {names} must be non-empty with distinct names other than {NULL!r}")
+    randoms = draw_randoms(concepts, random_pool, n_random, random_size, design, seed)
     chosen, _ = layer_sites(model, kind, layers)
     note = progress or (lambda stage: None)
-    if design not in DESIGNS:
-        raise InvalidArgumentError(f"design {design!r} is unknown; use one of {', '.join(DESIGNS)}")
-    part = min(len(c) for c in concepts) // n_random if design == "disjoint" else max(len(c) for c in concepts)
-    n_sets = n_random_sets(design, n_random)
-    pool_size = len(random_pool)
-    size = random_size or max(min(part, pool_size // n_sets), 4)
-    randoms = random_sets(random_pool, n_sets, size, seed)
-    sets = [*concepts, *randoms]
-    prompts = [p for s in sets for p in s.prompts]
-    if selector.kind == "marked" and any(s.marks is None for s in sets):
-        raise InvalidArgumentError("the 'marked' selector needs marks on every concept and random example")
-    marks = [m for s in sets for m in s.marks] if selector.kind == "marked" else None
     note("reading activations")
-    acts = read_layers(model, prompts, kind, chosen, selector, marks, batch_size)
-    blocks, start = {}, 0
-    for s in sets:
-        blocks[s.name] = acts[:, start : start + len(s)]
-        start += len(s)
+    blocks = read_sets(model, [*concepts, *randoms], kind, chosen, selector, batch_size)
     note("gradients")
     sens = sensitivities(model, target, kind, chosen, selector, batch_size)
     result = analyse(
         blocks, list(concepts), randoms, sens, classifier, balance, alpha, test_fraction, n_permutations, level, seed,
         design, model=getattr(model, "name", None), progress=note,
     )
-    result.settings.update({
-        "selector": selector.kind, "random_size": size, "metric": target.metric_name, "n_target": len(target.prompts),
-    })
+    result.settings.update(run_settings(selector, randoms, target))
     return result
+
+
+def run_settings(selector: TokenSelector, randoms: Sequence[ConceptSet], target: Target) -> dict:
+    """The settings :func:`run_tcav` adds to :func:`analyse`'s: selector, random set size, target metric and size."""
+    return {"selector": selector.kind, "random_size": len(randoms[0]), "metric": target.metric_name,
+            "n_target": len(target.prompts)}
+
+
+def concept_cavs(
+    runs: Sequence[tuple[tuple[str, str], Tensor, Tensor]],
+    kind: str,
+    layers: Sequence[int],
+    classifier: Classifier = "sgd",
+    balance: Balance = "truncate",
+    alpha: float = 0.01,
+    test_fraction: float = 0.33,
+    seed: int = 0,
+    model: str | None = None,
+) -> list[LayerVectors]:
+    """One concept's CAVs, one :class:`LayerVectors` per run of :func:`pairs` (run ``i`` seeded ``seed + i``)."""
+    return [
+        train_cavs(
+            positive, negative, kind, layers, classifier, seed + i, test_fraction, balance, alpha,
+            model=model, data_hash=data_hash(label), meta={"concept": label[0], "negative": label[1]},
+        )
+        for i, (label, positive, negative) in enumerate(runs, start=1)
+    ]
 
 
 def analyse(
@@ -199,19 +240,34 @@ def analyse(
     ``(layer, n, ...)`` activations of each concept and random set at ``sens``'s layers, and
     ``randoms[0]`` is the null's counterpart."""
     note = progress or (lambda stage: None)
+    cavs: dict[str, list[LayerVectors]] = {}
+    for name, runs in pairs(blocks, concepts, randoms, design, seed).items():
+        note(f"CAVs: {name}")
+        cavs[name] = concept_cavs(runs, sens.kind, list(sens.layers), classifier, balance, alpha, test_fraction, seed, model)
+    note("significance")
+    return score(cavs, concepts, sens, classifier, balance, alpha, test_fraction, n_permutations, level, seed, design)
+
+
+def score(
+    cavs: dict[str, list[LayerVectors]],
+    concepts: Sequence[ConceptSet],
+    sens: Sensitivities,
+    classifier: Classifier = "sgd",
+    balance: Balance = "truncate",
+    alpha: float = 0.01,
+    test_fraction: float = 0.33,
+    n_permutations: int = 2000,
+    level: float = 0.05,
+    seed: int = 0,
+    design: Design = "disjoint",
+) -> TCAVResult:
+    """Steps 4-5 of :func:`run_tcav`: score every CAV against ``sens`` and test each concept against the null.
+
+    ``cavs`` holds each concept's runs and the :data:`NULL`'s; the other arguments are recorded in
+    the settings (and ``seed`` seeds the permutation tests).
+    """
     kind, chosen = sens.kind, list(sens.layers)
     names = [c.name for c in concepts]
-    pairs = _pairs(blocks, concepts, randoms, design, seed)
-    cavs: dict[str, list[LayerVectors]] = {}
-    for name, runs in pairs.items():
-        note(f"CAVs: {name}")
-        cavs[name] = [
-            train_cavs(
-                positive, negative, kind, chosen, classifier, seed + i, test_fraction, balance, alpha,
-                model=model, data_hash=data_hash(label), meta={"concept": label[0], "negative": label[1]},
-            )
-            for i, (label, positive, negative) in enumerate(runs, start=1)
-        ]
     score_rows, example_rows = [], []
     for name, runs in cavs.items():
         d = _derivatives(sens, runs)
@@ -231,7 +287,6 @@ def analyse(
                     "positive_fraction": float(positive[li, example]), "metric": float(sens.values[example]),
                 })
     scores = pd.DataFrame(score_rows)
-    note("significance")
     test_rows = []
     for ci, name in enumerate(names):
         for li, layer in enumerate(chosen):

@@ -3,28 +3,43 @@
 Per-layer CAVs of one concept often disagree: TCAV at layer 5 says the concept matters, at layer
 6 it does not. GCAV learns one *global* concept vector from which a CAV for every layer is
 decoded, so the concept's sensitivity is measured consistently across depth. Our version, for
-the residual-stream CAVs of a language model, keeps the paper's structure with small linear parts:
+the residual-stream CAVs of a language model, keeps the paper's recipe with small linear parts.
+Like the paper, it works on every CAV *run* of a concept (one per random counterpart), so the
+global vectors come with the same run-to-run spread the TCAV tests use:
 
-1. **Shared space.** Per layer ``l``, a linear encoder ``E_l`` (site dims -> ``dim``) and decoder
-   ``D_l`` map unit CAVs into one space and back; trained with a reconstruction term
-   ``1 - cos(D_l E_l u, u)``, a cross-layer **InfoNCE** term (cosine similarities at temperature
-   0.5; the positive of a concept's embedding at one layer is the same concept at the other
-   layers, the negatives are the other concepts and the random CAVs), and a **consistency** term
-   ``1 - cos(E_l u, z_0)`` to the embedding before alignment, weighted InfoNCE : consistency = 1 : 3
-   as the paper does (Adam; lr 1e-2 where the paper uses 1e-3, since our maps start from each
-   layer's own CAV subspace rather than at random, and need fewer steps).
-2. **Fusion.** Attention pooling over layers (a learned query, key and value projections, softmax
-   weights across layers) gives one global embedding ``g`` per concept; it is trained with
-   ``3 * Var_l(soft TCAV_l) + 1 * mean_l(1 - cos(D_l g, u_l))``, where the soft TCAV score at a
-   layer is the mean over target examples of ``sigmoid(T cos(grad, D_l g))`` and the temperature
-   ``T`` grows by 1.2 per step up to 1000, approaching the hard sign count (the paper adds a
-   straight-through hard indicator; we anneal only).
-3. **TGCAV** is TCAV with the decoded global CAV ``D_l g`` at each layer. We report the variance of
-   TCAV scores across layers before (per-layer CAVs) and after (TGCAV), as the paper does.
+1. **Shared space and alignment.** Per layer ``l``, a linear encoder ``E_l`` (site dims ->
+   ``dim``) and decoder ``D_l`` map unit CAVs into one space and back. They start from the layer's
+   own CAV subspace (its top singular directions) and are trained with a reconstruction term
+   ``1 - cos(D_l E_l u, u)`` (the paper's separately trained per-layer autoencoders use the same
+   cosine loss), a cross-layer **InfoNCE** term (cosine similarities at temperature 0.5; the
+   positives of a concept's embedding at one layer are the same concept's embeddings at the other
+   layers, the negatives are the other concepts and the random CAVs) and a **consistency** term
+   ``1 - cos(E_l u, z_0)`` to the embedding before alignment, weighted InfoNCE : consistency
+   = 1 : 3 as in the paper (Adam; lr 1e-2 where the paper uses 1e-3, since our maps start from each
+   layer's CAV subspace rather than at random and need fewer steps).
+2. **Fusion.** Attention pooling over layers (a learned query, key and value projections,
+   softmax weights across layers, shared by a concept's runs) turns each run's aligned embeddings
+   ``z_l = E_l u_l`` into one global embedding ``g`` per run, trained with
+   ``3 * mean_runs Var_l(TCAV_l) + 1 * mean(1 - cos(D_l g, D_l z_l))``: the variance across layers
+   of the run's TCAV score with the decoded global CAV ``D_l g``, against staying close to the
+   run's aligned per-layer CAVs decoded, ``D_l z_l``. The TCAV score in the loss is the paper's
+   straight-through estimate: its value is the hard fraction of examples with
+   ``cos(grad, D_l g) > 0`` and its gradient is that of ``sigmoid(T cos(grad, D_l g))``, with ``T``
+   multiplied by 1.2 before each step up to 1000.
+3. **TGCAV** is TCAV with the decoded global CAVs ``D_l g``. Per layer we report the mean over
+   runs of the TCAV score with the per-layer CAVs (the TCAV tests' ``concept_mean``) and with the
+   global CAVs, their variance across layers (the paper's measure), and the mean over runs of
+   each run's variance across layers (what the fusion loss lowers).
 
-Differences from the paper: linear maps instead of MLP autoencoders and a transformer aligner,
-attention pooling rather than the transformer fusion, and soft TCAV without the straight-through
-step. Everything is seeded.
+Differences from the paper: linear maps instead of MLP autoencoders and an MLP aligner (the
+encoders are aligned directly), attention pooling rather than the transformer fusion (the paper's
+code also has attention pooling), and full batches instead of mini-batches. Everything is
+seeded, so a run is reproducible bit for bit on the same machine.
+
+What a low variance shows: the fusion lowers it by whatever turn of the decoded vectors makes the
+scores agree, which on a language model is mostly a turn towards the directions the target's
+gradients favour (random CAVs put through GCAV rise too); ``cos`` in the table says how much of
+each layer's CAV the global vector kept. docs/methods.md has the numbers on the default model.
 """
 
 from __future__ import annotations
@@ -45,13 +60,18 @@ from interp.vectors import LayerVectors
 class GCAVResult:
     """Global CAVs (decoded into every layer) and TCAV across layers before and after."""
 
-    cavs: dict[str, LayerVectors]
-    table: pd.DataFrame  # concept, layer, tcav_layer, tcav_global, cos (decoded vs per-layer CAV)
-    variance: pd.DataFrame  # concept, variance_before, variance_after
+    cavs: dict[str, LayerVectors]  # each concept's global CAV of its first run (cavs/<concept>'s counterpart)
+    runs: dict[str, list[LayerVectors]]  # each concept's global CAVs, one per run
+    table: pd.DataFrame  # concept, layer, tcav_layer, tcav_global (means over runs), cos (decoded vs per-layer CAV)
+    variance: pd.DataFrame  # concept, variance_before/after (of the run means), run_variance_before/after
 
 
 def _units(cavs: LayerVectors, layers: Sequence[int]) -> Tensor:
     return torch.stack([cavs.unit(layer).flatten().double() for layer in layers])
+
+
+def _runs(value: LayerVectors | Sequence[LayerVectors]) -> list[LayerVectors]:
+    return [value] if isinstance(value, LayerVectors) else list(value)
 
 
 def _info_nce(z: Tensor, labels: Tensor, temperature: float = 0.5) -> Tensor:
@@ -67,13 +87,21 @@ def _info_nce(z: Tensor, labels: Tensor, temperature: float = 0.5) -> Tensor:
 
 
 def _fuse(z: Tensor, query: Tensor, keys: Tensor, values: Tensor, dec: Tensor) -> Tensor:
-    """Attention pooling of a concept's layer embeddings ``z`` into one, decoded into every layer."""
-    weights = torch.softmax((z @ keys) @ query / z.shape[1] ** 0.5, dim=0)
-    return torch.einsum("k,lkd->ld", weights @ (z @ values), dec)
+    """Attention pooling of each run's layer embeddings ``z`` (run, layer, dim) into one, decoded into every layer."""
+    weights = torch.softmax((z @ keys) @ query / z.shape[-1] ** 0.5, dim=1)  # (run, layer)
+    pooled = torch.einsum("rl,rlk->rk", weights, z @ values)
+    return torch.einsum("rk,lkd->rld", pooled, dec)
+
+
+def straight_through_tcav(cos: Tensor, temperature: float) -> Tensor:
+    """TCAV scores over the last axis whose value is the hard fraction of ``cos > 0`` and whose
+    gradient is that of the mean of ``sigmoid(temperature * cos)`` (the paper's soft TCAV)."""
+    soft = torch.sigmoid(temperature * cos)
+    return ((cos > 0).to(cos.dtype) + soft - soft.detach()).mean(-1)
 
 
 def gcav(
-    concepts: Mapping[str, LayerVectors],
+    concepts: Mapping[str, LayerVectors | Sequence[LayerVectors]],
     negatives: Sequence[LayerVectors],
     sens: Sensitivities,
     dim: int = 64,
@@ -82,16 +110,24 @@ def gcav(
     seed: int = 0,
     lr: float = 1e-2,
 ) -> GCAVResult:
-    """Align each concept's per-layer CAVs into a global CAV and compare TCAV before and after."""
+    """Align each concept's per-layer CAVs into global CAVs and compare TCAV before and after.
+
+    ``concepts`` maps each concept to its CAV runs (or one :class:`LayerVectors`); ``negatives`` are
+    the random-vs-random CAVs, used as InfoNCE negatives.
+    """
     layers = list(sens.layers)
     if len(layers) < 2:
         raise InvalidArgumentError("GCAV aligns CAVs across layers; give at least two layers")
     if not concepts:
         raise InvalidArgumentError("GCAV needs at least one concept")
+    runs = {name: _runs(value) for name, value in concepts.items()}
+    if any(not r for r in runs.values()):
+        raise InvalidArgumentError(f"every concept needs at least one CAV run; got {[n for n, r in runs.items() if not r]} empty")
     generator = torch.Generator().manual_seed(seed)
-    sets = [*concepts.values(), *negatives]
+    sets = [cav for r in runs.values() for cav in r] + list(negatives)
     units = torch.stack([_units(cavs, layers) for cavs in sets])  # (set, layer, d)
-    labels = torch.tensor([i if i < len(concepts) else -1 - i for i in range(len(sets))])
+    owner = [i for i, r in enumerate(runs.values()) for _ in r]
+    labels = torch.tensor(owner + [-1 - i for i in range(len(negatives))])
     _, n_layers, d = units.shape
     # start from each layer's own CAV subspace: E_l = the top right-singular vectors of the layer's
     # CAVs (exact reconstruction while there are no more CAVs than ``dim``), D_l = E_l^T
@@ -118,11 +154,14 @@ def gcav(
         loss.backward()
         optimiser.step()
     enc, dec = enc.detach(), dec.detach()
-    grads = sens.grads.flatten(2).double()  # (layer, n, d)
-    grad_units = torch.nn.functional.normalize(grads, dim=-1)
-    global_cavs, rows, variance = {}, [], []
-    for index, (name, cavs) in enumerate(concepts.items()):
-        z = torch.einsum("ld,ldk->lk", units[index], enc)
+    grad_units = torch.nn.functional.normalize(sens.grads.flatten(2).double(), dim=-1)  # (layer, n, d)
+    global_cavs, global_runs, rows, variance = {}, {}, [], []
+    start = 0
+    for name, concept_runs in runs.items():
+        own = units[start : start + len(concept_runs)]  # (run, layer, d)
+        start += len(concept_runs)
+        z = torch.einsum("rld,ldk->rlk", own, enc)
+        decoded = torch.einsum("rlk,lkd->rld", z, dec)  # the aligned per-layer CAVs, decoded
         # a zero query weights the layers equally and identity values keep the embeddings: fusion
         # starts from the mean of the aligned embeddings
         query = torch.nn.Parameter(torch.zeros(dim, dtype=torch.float64))
@@ -130,30 +169,37 @@ def gcav(
         values = torch.nn.Parameter(torch.eye(dim, dtype=torch.float64))
         fusion = torch.optim.Adam([query, keys, values], lr=lr)
         temperature = 1.0
-
         for _ in range(fusion_steps):
+            temperature = min(temperature * 1.2, 1000.0)
             vectors = _fuse(z, query, keys, values, dec)
-            cos = torch.einsum("lnd,ld->ln", grad_units, torch.nn.functional.normalize(vectors, dim=-1))
-            soft = torch.sigmoid(temperature * cos).mean(1)
-            loss = 3 * soft.var() + (1 - torch.nn.functional.cosine_similarity(vectors, units[index], dim=-1)).mean()
+            cos = torch.einsum("lnd,rld->rln", grad_units, torch.nn.functional.normalize(vectors, dim=-1))
+            scores = straight_through_tcav(cos, temperature)  # (run, layer)
+            loss = 3 * scores.var(dim=1).mean() + (1 - torch.nn.functional.cosine_similarity(vectors, decoded, dim=-1)).mean()
             fusion.zero_grad()
             loss.backward()
             fusion.step()
-            temperature = min(temperature * 1.2, 1000.0)
         with torch.no_grad():
             vectors = _fuse(z, query, keys, values, dec)
-        shape = cavs.vectors.shape[1:]
-        rows_layers = [cavs.layers.index(layer) for layer in layers]
-        global_cavs[name] = LayerVectors(
-            kind=cavs.kind, layers=tuple(layers), vectors=vectors.reshape(len(layers), *shape).float(),
-            method="gcav", model=cavs.model, token_norms=cavs.token_norms[rows_layers] if cavs.token_norms is not None else None,
-            meta={"concept": name, "dim": dim, "steps": steps, "fusion_steps": fusion_steps, "seed": seed},
-        )
-        before, _ = tcav_scores(sens.derivatives(cavs.select(layers)))
-        after, _ = tcav_scores(sens.derivatives(global_cavs[name]))
-        cos = torch.nn.functional.cosine_similarity(vectors, units[index], dim=-1)
+        first = concept_runs[0]
+        shape = first.vectors.shape[1:]
+        global_runs[name] = [
+            LayerVectors(
+                kind=cav.kind, layers=tuple(layers), vectors=vectors[r].reshape(len(layers), *shape).float(),
+                method="gcav", model=cav.model,
+                token_norms=cav.select(layers).token_norms,
+                meta={"concept": name, "run": r + 1, "dim": dim, "steps": steps, "fusion_steps": fusion_steps, "seed": seed},
+            )
+            for r, cav in enumerate(concept_runs)
+        ]
+        global_cavs[name] = global_runs[name][0]
+        before = torch.stack([tcav_scores(sens.derivatives(cav.select(layers)))[0] for cav in concept_runs])  # (run, layer)
+        after = torch.stack([tcav_scores(sens.derivatives(cav))[0] for cav in global_runs[name]])
+        cos = torch.nn.functional.cosine_similarity(vectors, own, dim=-1).mean(0)
         for i, layer in enumerate(layers):
-            rows.append({"concept": name, "layer": layer, "tcav_layer": float(before[i]), "tcav_global": float(after[i]),
-                         "cos": float(cos[i])})
-        variance.append({"concept": name, "variance_before": float(before.var()), "variance_after": float(after.var())})
-    return GCAVResult(global_cavs, pd.DataFrame(rows), pd.DataFrame(variance))
+            rows.append({"concept": name, "layer": layer, "tcav_layer": float(before[:, i].mean()),
+                         "tcav_global": float(after[:, i].mean()), "cos": float(cos[i])})
+        variance.append({
+            "concept": name, "variance_before": float(before.mean(0).var()), "variance_after": float(after.mean(0).var()),
+            "run_variance_before": float(before.var(dim=1).mean()), "run_variance_after": float(after.var(dim=1).mean()),
+        })
+    return GCAVResult(global_cavs, global_runs, pd.DataFrame(rows), pd.DataFrame(variance))

@@ -6,7 +6,7 @@ import torch
 
 import interp
 from interp.concepts import Sensitivities, Target, TokenSelector, read_layers
-from interp.concepts.gcav import gcav
+from interp.concepts.gcav import gcav, straight_through_tcav
 from interp.concepts.nmf import nmf_concepts, prediction_fidelity, top_examples
 from interp.vectors import LayerVectors
 
@@ -23,7 +23,37 @@ def test_gcav_aligns_noisy_layer_cavs_and_keeps_them_close() -> None:
     assert (result.table.cos > 0.9).all()  # the decoded global CAV stays near each layer's CAV
     assert result.cavs["c"].layers == (0, 1, 2, 3) and result.cavs["c"].method == "gcav"
     assert result.table.tcav_global.min() > 0.85  # and still reads the planted sensitivity
-    assert set(result.variance.columns) == {"concept", "variance_before", "variance_after"}
+    assert set(result.variance.columns) == {
+        "concept", "variance_before", "variance_after", "run_variance_before", "run_variance_after"
+    }
+
+
+def test_gcav_lowers_the_variance_across_layers_when_layer_cavs_are_noisy_copies_of_one_direction() -> None:
+    # every run's CAV at every layer is w plus independent noise, and the target's gradients lean on
+    # w at every layer, so the TCAV score differs from layer to layer only through the noise: the
+    # fusion (3 x variance against 1 x similarity) should take most of that spread away
+    layers, d, runs, n = (0, 1, 2, 3), 32, 6, 200
+    for seed in range(3):
+        gen = torch.Generator().manual_seed(seed)
+        w = torch.nn.functional.normalize(torch.randn(d, generator=gen), dim=0)
+        concept = [LayerVectors("resid_post", layers, w + torch.randn(4, d, generator=gen) / d**0.5, "x") for _ in range(runs)]
+        negatives = [LayerVectors("resid_post", layers, torch.randn(4, d, generator=gen), "x") for _ in range(runs)]
+        grads = (0.15 * w + torch.randn(4, n, d, generator=gen) / d**0.5).double()
+        sens = Sensitivities("resid_post", layers, grads, torch.zeros(n))
+        result = gcav({"c": concept}, negatives, sens, dim=16, steps=100, fusion_steps=60, seed=seed)
+        v = result.variance.iloc[0]
+        assert v.run_variance_after < 0.5 * v.run_variance_before and v.variance_after < v.variance_before
+        assert result.table.cos.min() > 0.75  # while the decoded vectors stay near the per-layer CAVs
+        assert len(result.runs["c"]) == runs and result.cavs["c"] is result.runs["c"][0]
+
+
+def test_straight_through_tcav_is_the_hard_score_with_the_soft_gradient() -> None:
+    cos = torch.tensor([[0.3, -0.02, 0.001, -0.4, 0.05]], dtype=torch.float64, requires_grad=True)
+    value = straight_through_tcav(cos, 20.0)
+    assert value.item() == 3 / 5  # the sign count, not the soft mean
+    (grad,) = torch.autograd.grad(value.sum(), cos)
+    soft = torch.sigmoid(20.0 * cos.detach())
+    torch.testing.assert_close(grad, 20.0 * soft * (1 - soft) / 5, rtol=1e-12, atol=0)
 
 
 def test_nmf_finds_planted_parts_and_reconstructs() -> None:
