@@ -37,6 +37,7 @@ from interp.patching.sweep import axis_labels, make_engine
 from interp.runs import Run, RunStore, lifecycle
 from interp.tasks.base import named_columns, patched_tokens
 from interp.tasks.config import build_task
+from interp.tasks.direction import Direction
 
 COST_FIELDS = [f.name for f in fields(Cost)]
 
@@ -128,15 +129,14 @@ def run_config(
 
     ``resume`` continues a run from its last finished shard (see :mod:`interp.runs.lifecycle`).
     ``progress(done_cells, total_cells)`` is called as shards finish. ``executor="ray"`` computes the
-    shards on Ray actors (one model each, a GPU each when ``config.device`` is CUDA) at ``address``,
+    shards on Ray actors (one model each, a GPU each when ``config.device`` is CUDA, each checking
+    its device at its start) at ``address``,
     or on a local Ray cluster of ``workers`` actors (see :mod:`interp.cluster`). Shards are written
     here, in the same layout and with the same done-markers either way, so a run started with one
     executor resumes with the other; the numbers are the same to the bit for the same dtype, device
     and torch thread count.
     """
-    gpus = 1 if executor == "ray" and config.device.startswith("cuda") else 0
-    device = "cuda" if gpus else None  # Ray shows each actor its own GPU as cuda:0
-    with pool_of(executor, ShardWorker, (config, device), address=address, workers=workers, gpus_per_worker=gpus) as pool:
+    with pool_of(executor, ShardWorker, (config,), device=config.device, address=address, workers=workers) as pool:
         plan = pool.call("plan")
         with lifecycle(store, "patching", config.model_dump(), model=plan["model"], dataset=plan["dataset"], resume=resume) as run:
             run.write_table("task", plan["task"])
@@ -156,7 +156,8 @@ def run_config(
             for index, (sweep, request) in enumerate(zip(sweeps, config.sweeps, strict=True)):
                 metric, baselines = pool.call("baselines", index)
                 result = assemble(
-                    run, sweep["name"], request.sweep, sweep["axes"], sweep["coords"], metric, config, baselines, **sweep["labels"]
+                    run, sweep["name"], request.sweep, sweep["axes"], sweep["coords"], metric, config.direction, baselines,
+                    **sweep["labels"],
                 )
                 result.meta.update({"model": plan["model"]["name"], "task": plan["task_name"], "aligned": plan["aligned"]})
                 save_result(run, sweep["name"], result)
@@ -172,12 +173,12 @@ def assemble(
     axes: tuple[str, ...],
     coords: dict[str, list[int]],
     metric: str,
-    config: PatchConfig,
+    direction: Direction,
     baselines: dict[str, torch.Tensor],
     position_labels: list[str],
     positions: str = "raw",
 ) -> PatchingResult:
-    """Join a sweep's shards into one result."""
+    """Join a sweep's shards (written from :meth:`ShardWorker.shard`) into one result."""
     shards = run.read_shards(name)
     values = torch.cat([tensors["values"] for _, tensors, _ in shards])
     # shards written before a cost field was added hold fewer (leading) fields: the rest count zero
@@ -190,7 +191,7 @@ def assemble(
         coords=coords,
         values=values.T.reshape(-1, *grid),
         metric=metric,
-        direction=config.direction,
+        direction=direction,
         cost=Cost(**dict(zip(COST_FIELDS, spent, strict=True))),
         position_labels=position_labels,
         positions=positions,
