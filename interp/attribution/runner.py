@@ -148,6 +148,7 @@ def run_attribution(
                 save_comparison(Comparison(exact, estimates, _joined(tables), meta), run)
                 (method,) = part.estimates
                 report(method)
+            estimates = {method: estimates[method] for method in config.methods}  # the config's order, as finished anywhere
             result = Comparison(exact, estimates, _ordered(_joined(tables), config), meta,
                                 recall=recall_table(exact, estimates, config.top_k) if estimates else None)
             save_comparison(result, run)

@@ -27,6 +27,7 @@ executor, and its tables are the same to the bit for the same dtype, device and 
 from __future__ import annotations
 
 import dataclasses
+import random
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,7 @@ from interp.steering.function_vectors import (
 )
 from interp.steering.fv_config import FunctionVectorConfig
 from interp.steering.fv_heads import HeadEffects, head_indirect_effects, mean_head_activations
-from interp.steering.fv_tasks import load_icl_task, single_token_fraction
+from interp.steering.fv_tasks import ICLPrompts, ICLTask, load_icl_task, single_token_fraction
 from interp.vectors import LayerVectors
 
 KIND = "function_vectors"
@@ -93,7 +94,8 @@ class FunctionVectorWorker:
             "layers": list(range(model.dims.n_layers)) if config.layers is None else list(config.layers),
         }
 
-    def _prompts(self) -> tuple[Any, Any, Any]:
+    def _prompts(self) -> tuple[ICLTask, ICLPrompts, random.Random]:
+        """The train split, the clean prompts and the random state :func:`shuffled_prompts` continues."""
         c = self.config
         return clean_prompts(self.model, self.task, c.n_shots, c.n_mean_prompts, c.test_fraction, c.seed)
 
