@@ -51,8 +51,8 @@ def attribute(
 ) -> None:
     """Compare AtP, AtP*, RelP and IG with exact activation patching on CONFIG's task and sweeps.
 
-    The exact sweeps' shards and the methods run in this process, or on Ray actors (``--executor
-    ray``). A config with ``kind: feature_circuit`` (see data/feature_circuit_demo.yaml) attributes
+    The exact sweeps' shards and the methods run in this process, or on Ray actors with --executor
+    ray. A config with ``kind: feature_circuit`` (see data/feature_circuit_demo.yaml) attributes
     over SAE latents and error nodes instead, and measures each method's circuit faithfulness (in
     this process only).
     """

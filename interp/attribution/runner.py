@@ -98,9 +98,9 @@ def exact_sweep(run: Run, pool: Any, plan: dict[str, Any], index: int, config: A
     pending = [(index, i) for i in range(len(sweep["shard_sizes"])) if i not in finished]
     for _, shard_index, values, spent in pool.map("shard", pending):
         run.write_shard(group, shard_index, tensors={"values": values, "cost": spent})
-    metric, baselines = pool.call("baselines", index)
+    metric, baselines, unpatched = pool.call("baselines", index)
     result = assemble(run, group, request.sweep, sweep["axes"], sweep["coords"], metric, config.direction, baselines,
-                      **sweep["labels"])
+                      unpatched, **sweep["labels"])
     result.meta.update({"model": plan["model"]["name"], "task": plan["task_name"], "aligned": plan["aligned"]})
     return result
 

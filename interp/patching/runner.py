@@ -61,7 +61,7 @@ class ShardWorker:
         self.task = build_task(self.model, config.task)
         self._groups: dict[int, tuple[list[CellGroup], tuple[str, ...], dict[str, list[int]]]] = {}
         self._engine: tuple[int, str, PatchingEngine] | None = None
-        self._baselines: dict[int, tuple[str, dict[str, torch.Tensor]]] = {}
+        self._baselines: dict[int, tuple[str, dict[str, torch.Tensor], torch.Tensor]] = {}
 
     def groups(self, index: int) -> tuple[list[CellGroup], tuple[str, ...], dict[str, list[int]]]:
         if index not in self._groups:
@@ -76,7 +76,7 @@ class ShardWorker:
             metric, engine = make_engine(self.model, self.task, c.metric, c.direction, c.prefix_reuse, c.max_rows, c.skip_noop_rows)
             engine.ensure_prepared(self.groups(index)[0])
             self._engine = (index, metric, engine)
-            self._baselines[index] = (metric, engine.baselines)
+            self._baselines[index] = (metric, engine.baselines, _spent(engine))
         return self._engine[1], self._engine[2]
 
     def plan(self) -> dict[str, Any]:
@@ -104,16 +104,22 @@ class ShardWorker:
         groups = self.groups(index)[0]
         size = self.config.shard_cells
         _, engine = self.engine(index)
-        before = engine.cost.as_dict()
+        before = _spent(engine)
         values = engine.run(groups[shard_index * size : (shard_index + 1) * size])
-        spent = [engine.cost.as_dict()[k] - before[k] for k in COST_FIELDS]
-        return index, shard_index, values, torch.tensor(spent, dtype=torch.float64)
+        return index, shard_index, values, _spent(engine) - before
 
-    def baselines(self, index: int) -> tuple[str, dict[str, torch.Tensor]]:
-        """The metric's name and its values on the unpatched clean and corrupt runs of sweep ``index``."""
+    def baselines(self, index: int) -> tuple[str, dict[str, torch.Tensor], torch.Tensor]:
+        """The metric's name, its values on the unpatched clean and corrupt runs of sweep ``index``, and
+        what those two runs cost (the :data:`COST_FIELDS`; a sweep's cost counts them once)."""
         if index not in self._baselines:
             self.engine(index)
         return self._baselines[index]
+
+
+def _spent(engine: PatchingEngine) -> torch.Tensor:
+    """The engine's cost so far, as the :data:`COST_FIELDS` in float64."""
+    cost = engine.cost.as_dict()
+    return torch.tensor([cost[k] for k in COST_FIELDS], dtype=torch.float64)
 
 
 def run_config(
@@ -154,10 +160,10 @@ def run_config(
                     progress(done, total)
             summary: dict[str, Any] = {}
             for index, (sweep, request) in enumerate(zip(sweeps, config.sweeps, strict=True)):
-                metric, baselines = pool.call("baselines", index)
+                metric, baselines, unpatched = pool.call("baselines", index)
                 result = assemble(
                     run, sweep["name"], request.sweep, sweep["axes"], sweep["coords"], metric, config.direction, baselines,
-                    **sweep["labels"],
+                    unpatched, **sweep["labels"],
                 )
                 result.meta.update({"model": plan["model"]["name"], "task": plan["task_name"], "aligned": plan["aligned"]})
                 save_result(run, sweep["name"], result)
@@ -175,15 +181,17 @@ def assemble(
     metric: str,
     direction: Direction,
     baselines: dict[str, torch.Tensor],
+    unpatched: torch.Tensor,
     position_labels: list[str],
     positions: str = "raw",
 ) -> PatchingResult:
-    """Join a sweep's shards (written from :meth:`ShardWorker.shard`) into one result."""
+    """Join a sweep's shards (written from :meth:`ShardWorker.shard`) into one result; its cost is the
+    shards' and the ``unpatched`` runs' (from :meth:`ShardWorker.baselines`), as a one-call sweep's."""
     shards = run.read_shards(name)
     values = torch.cat([tensors["values"] for _, tensors, _ in shards])
     # shards written before a cost field was added hold fewer (leading) fields: the rest count zero
     costs = [torch.nn.functional.pad(tensors["cost"], (0, len(COST_FIELDS) - len(tensors["cost"]))) for _, tensors, _ in shards]
-    spent = torch.stack(costs).sum(dim=0).tolist()
+    spent = (torch.stack(costs).sum(dim=0) + unpatched).tolist()
     grid = [len(coords[a]) for a in axes]
     return PatchingResult(
         sweep=sweep,

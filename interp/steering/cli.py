@@ -51,7 +51,7 @@ def steer(
     """Build steering vectors and sweep their strength, run DAC, or find function vectors, as CONFIG's ``kind`` says.
 
     A function-vector run computes its head sweep and its accuracy sweep by layer in this process,
-    or on Ray actors (``--executor ray``).
+    or on Ray actors with --executor ray.
     """
     from interp.runs import RunStore
     from interp.steering.config import load_steer_config
