@@ -90,3 +90,17 @@ def test_cli_checks_cuda_on_the_driver_locally_and_on_the_actors_with_ray(
     assert "error: device 'cuda' does not work on the Ray worker on host" in remote.output
     assert "--device cpu" in remote.output
     assert not RunStore(runs).list()  # refused before any run was created
+
+
+@pytest.mark.parametrize(
+    ("command", "config", "message"),
+    [
+        ("steer", "data/steer_demo.yaml", "a vectors run runs in this process only; drop --executor"),
+        ("steer", "data/dac_demo.yaml", "a dac run runs in this process only; drop --executor"),
+        ("attribute", "data/feature_circuit_demo.yaml", "a feature-circuit config runs in this process only"),
+    ],
+)
+def test_runs_without_shards_refuse_the_ray_executor(command: str, config: str, message: str, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, [command, config, "--runs", str(tmp_path), "--executor", "ray"])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert not RunStore(tmp_path).list()
