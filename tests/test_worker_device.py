@@ -18,6 +18,7 @@ from interp.errors import WorkerDeviceError
 from interp.patching.config import PatchConfig
 from interp.runs import RunStore
 from interp.steering.fv_config import FunctionVectorConfig
+from tests.echo_worker import Echo
 
 SWEEPS = [{"sweep": "resid_pre"}]
 CONFIGS = {
@@ -26,16 +27,6 @@ CONFIGS = {
                                       "sweeps": SWEEPS}),
     "steer": (FunctionVectorConfig, {"kind": "function_vectors", "model": "tiny-llama", "n_shots": 1}),
 }
-
-
-class Echo:
-    """A worker that reports the device it was built for."""
-
-    def __init__(self, device: str) -> None:
-        self.device = device
-
-    def where(self) -> str:
-        return self.device
 
 
 @pytest.fixture()
