@@ -16,7 +16,7 @@ from rich.table import Table
 from interp.cli_errors import DEBUG_KEY, ErrorHandlingGroup
 from interp.cli_options import (
     AddressOption, DebugOption, DeviceOption, DtypeOption, ExecutorOption, ResumeOption, RunsOption, SetOption, WorkersOption,
-    fail, overrides,
+    fail, on_workers, overrides,
 )
 from interp.errors import InterpError
 
@@ -73,7 +73,9 @@ def patch(
     from interp.runs import RunStore
 
     try:
-        settings = load_config(config, PatchConfig, overrides(set_, device=device, dtype=dtype))
+        settings = load_config(
+            config, PatchConfig, overrides(set_, device=device, dtype=dtype), device_on_workers=on_workers(executor)
+        )
         store = RunStore(runs)
         with _progress() as bar:
             task_id = bar.add_task("patching cells" if executor == "local" else "patching cells (ray shards)", total=None)

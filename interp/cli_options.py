@@ -10,7 +10,10 @@
 * ``--device`` and ``--dtype``: shorthands for ``--set device=...`` and ``--set dtype=...``;
 * ``--executor local|ray``, ``--address`` and ``--workers``: where a sweep's shards are computed
   (:mod:`interp.cluster`): in this process, or on Ray actors of the cluster at ``--address`` (without
-  one, a local cluster of ``--workers`` actors started for the command);
+  one, a local cluster of ``--workers`` actors started for the command), for ``patch``, ``attribute``
+  and ``steer`` (function vectors). With ``ray`` the config's device is checked by each actor, not by
+  this process (:func:`on_workers`), so a driver without a GPU can send ``device: cuda`` work to a
+  cluster's GPUs;
 * ``--debug`` (before the command: ``interp --debug patch ...``): show the full traceback of an error
   instead of the one line :mod:`interp.cli_errors` prints.
 """
@@ -85,6 +88,11 @@ WorkersOption = Annotated[
         help="Ray actors (each loads the model once); default: one per GPU, or per CPU, of the cluster (2 on a local one)",
     ),
 ]
+
+
+def on_workers(executor: str) -> bool:
+    """Whether ``--executor`` leaves the device check to its workers (``load_config(device_on_workers=)``)."""
+    return executor == "ray"
 
 
 def overrides(sets: list[str] | None, **flags: str | None) -> dict[str, object]:

@@ -32,7 +32,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import torch
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, ValidationInfo
 
 from interp.errors import InterpError
 
@@ -42,6 +42,10 @@ SUFFIXES = (".yaml", ".yml", ".toml")
 # aliases expand it beyond this many nodes is refused before anything is built from it.
 MAX_YAML_NODES = 10_000
 SHOWN_CHARS = 200  # values echoed in error messages are cut to this many characters
+# Validation context key: when true, a config's ``Device`` fields are checked for their form only, and
+# whether the device works is left to the workers that will run on it (the Ray executor: a driver
+# without a GPU sends ``device: cuda`` work to actors that have one; each actor checks at its start).
+DEVICE_ON_WORKERS = "device_on_workers"
 Dtype = Literal["float32", "float64", "bfloat16", "float16"]
 DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
@@ -146,11 +150,12 @@ def available_devices() -> list[str]:
     return devices
 
 
-def check_device(name: str, allow_auto: bool = False) -> str:
+def check_device(name: str, allow_auto: bool = False, here: bool = True) -> str:
     """``name`` if torch can run on it here, else :class:`ConfigError` naming the devices that can.
 
     A config field validator: a device that cannot work is refused when the config is read, before
-    any model is loaded or run directory created.
+    any model is loaded or run directory created. With ``here=False`` only the name's form is checked
+    (a torch device of type cpu, cuda or mps): the workers that run on it check it themselves.
     """
     valid = (["auto"] if allow_auto else []) + available_devices()
     if allow_auto and name == "auto":
@@ -160,7 +165,7 @@ def check_device(name: str, allow_auto: bool = False) -> str:
     except (RuntimeError, ValueError, TypeError):
         hint = " ('gpu' is spelled 'cuda' in torch)" if "gpu" in str(name).lower() else ""
         raise ConfigError(f"not a torch device{hint}; use one of {', '.join(valid)}") from None
-    if device.type == "cpu":
+    if device.type == "cpu" or (not here and device.type in ("cuda", "mps")):
         return name
     if device.type == "cuda":
         if not torch.cuda.is_available():
@@ -173,8 +178,14 @@ def check_device(name: str, allow_auto: bool = False) -> str:
     raise ConfigError(f"not a device runs can use here; use one of {', '.join(valid)}")
 
 
-Device = Annotated[str, AfterValidator(check_device)]
-"""A config field naming a torch device that can run here ("cpu", "cuda", "cuda:1"), checked when read."""
+def _device_field(name: str, info: ValidationInfo) -> str:
+    """:func:`check_device` of a config field, left to the workers when the context says so."""
+    return check_device(name, here=not (info.context or {}).get(DEVICE_ON_WORKERS, False))
+
+
+Device = Annotated[str, AfterValidator(_device_field)]
+"""A config field naming a torch device ("cpu", "cuda", "cuda:1"), checked when read: that it can run
+here, or (validation context :data:`DEVICE_ON_WORKERS`) only its form, for runs whose workers check it."""
 
 
 def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
@@ -227,21 +238,32 @@ def _index(part: str, items: list[Any], where: str, key: str) -> int:
     return int(part)
 
 
-def validate(raw: Mapping[str, Any], schema: type[Schema], origin: str = "config") -> Schema:
-    """``raw`` validated against ``schema``; :class:`ConfigError` lists every problem by key path."""
+def validate(
+    raw: Mapping[str, Any], schema: type[Schema], origin: str = "config", device_on_workers: bool = False
+) -> Schema:
+    """``raw`` validated against ``schema``; :class:`ConfigError` lists every problem by key path.
+
+    ``device_on_workers`` checks ``Device`` fields for their form only (see :data:`DEVICE_ON_WORKERS`).
+    """
     try:
-        return schema.model_validate(raw)
+        return schema.model_validate(raw, context={DEVICE_ON_WORKERS: device_on_workers})
     except ValidationError as error:
         lines = "\n".join(f"  {describe(schema, e)}" for e in error.errors())
         raise ConfigError(f"invalid config {origin}:\n{lines}") from None
 
 
 def load_config(
-    path: str | Path, schema: type[Schema], overrides: Sequence[str] | Mapping[str, Any] = ()
+    path: str | Path,
+    schema: type[Schema],
+    overrides: Sequence[str] | Mapping[str, Any] = (),
+    device_on_workers: bool = False,
 ) -> Schema:
-    """Read a YAML/TOML file, apply overrides (``KEY=VALUE`` strings or a dotted-key mapping), validate."""
+    """Read a YAML/TOML file, apply overrides (``KEY=VALUE`` strings or a dotted-key mapping), validate.
+
+    ``device_on_workers``: the run's workers check its device, not this process (see :func:`validate`).
+    """
     given = parse_overrides(overrides) if not isinstance(overrides, Mapping) else overrides
-    return validate(apply_overrides(read_mapping(path), given), schema, str(path))
+    return validate(apply_overrides(read_mapping(path), given), schema, str(path), device_on_workers)
 
 
 def describe(schema: type[BaseModel], error: Mapping[str, Any]) -> str:

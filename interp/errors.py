@@ -58,5 +58,10 @@ class BackendCapabilityError(InterpError, NotImplementedError):
     modules) that the backend a model was wrapped from cannot provide; the message names both."""
 
 
+class WorkerDeviceError(InterpError, RuntimeError):
+    """A worker of an executor (a Ray actor) on which the run's device does not work; the message
+    names the device, the worker's host and the fix."""
+
+
 class MissingDependencyError(InterpError, ImportError):
     """An optional package a feature needs is not installed; the message gives the pip command."""

@@ -59,8 +59,9 @@ def no_hooks_left(model: interp.Model) -> bool:
 
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[object]:
-    """A local Ray cluster of two CPUs for the whole session (starting one takes seconds)."""
+    """A local Ray cluster of two CPUs for the whole session (starting one takes seconds), and one GPU
+    in name: on a machine without CUDA, an actor placed on it finds no GPU (its device check)."""
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()

@@ -16,8 +16,20 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from interp.cli_options import DeviceOption, DtypeOption, ResumeOption, RunsOption, SetOption, fail, overrides
-from interp.errors import InterpError
+from interp.cli_options import (
+    AddressOption,
+    DeviceOption,
+    DtypeOption,
+    ExecutorOption,
+    ResumeOption,
+    RunsOption,
+    SetOption,
+    WorkersOption,
+    fail,
+    on_workers,
+    overrides,
+)
+from interp.errors import InterpError, InvalidArgumentError
 
 console = Console()
 
@@ -33,11 +45,16 @@ def attribute(
     dtype: DtypeOption = None,
     set_: SetOption = None,
     runs: RunsOption = None,
+    executor: ExecutorOption = "local",
+    address: AddressOption = None,
+    workers: WorkersOption = None,
 ) -> None:
     """Compare AtP, AtP*, RelP and IG with exact activation patching on CONFIG's task and sweeps.
 
-    A config with ``kind: feature_circuit`` (see data/feature_circuit_demo.yaml) attributes over SAE
-    latents and error nodes instead, and measures each method's circuit faithfulness.
+    The exact sweeps' shards and the methods run in this process, or on Ray actors with --executor
+    ray. A config with ``kind: feature_circuit`` (see data/feature_circuit_demo.yaml) attributes
+    over SAE latents and error nodes instead, and measures each method's circuit faithfulness (in
+    this process only).
     """
     from interp.attribution.config import AttributionConfig
     from interp.attribution.runner import run_attribution, stages
@@ -46,9 +63,13 @@ def attribute(
 
     try:
         if read_mapping(config).get("kind") == "feature_circuit":
+            if executor != "local":
+                raise InvalidArgumentError("a feature-circuit config runs in this process only; drop --executor")
             _feature_circuit(config, resume, overrides(set_, device=device, dtype=dtype), runs)
             return
-        settings = load_config(config, AttributionConfig, overrides(set_, device=device, dtype=dtype))
+        settings = load_config(
+            config, AttributionConfig, overrides(set_, device=device, dtype=dtype), device_on_workers=on_workers(executor)
+        )
         store = RunStore(runs)
         progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -60,7 +81,7 @@ def attribute(
             def advance(stage: str) -> None:
                 progress.update(bar, advance=1, description=f"done: {stage}")
 
-            run, comparison = run_attribution(settings, store, advance, resume)
+            run, comparison = run_attribution(settings, store, advance, resume, executor, address, workers)
     except InterpError as error:
         fail(error)
     table = Table(title=f"attribution vs exact patching, run {run.id}")

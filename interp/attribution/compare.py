@@ -132,6 +132,15 @@ def agreement(exact: PatchingResult, estimate: AttributionResult, top_k: int = 1
     }
 
 
+def exact_requests(model: Model, task: Any, sweeps: Sweeps) -> list[SweepRequest]:
+    """``sweeps`` as requests with every coordinate spelled out: the exact sweeps' grids, equal to the estimates'."""
+    return [
+        SweepRequest(s.sweep, layers=s.coords["layer"], positions=s.coords.get("pos"), heads=s.coords.get("head"),
+                     neurons=s.coords.get("neuron"))
+        for s in resolve_sweeps(model, task, sweeps)
+    ]
+
+
 def compare(
     model: Model,
     task: Any,
@@ -160,12 +169,7 @@ def compare(
         raise InvalidArgumentError(f"unknown methods {unknown}; choose from {list(METHODS)}")
     options = options or MethodOptions()
     metric_name, _ = resolve_metric(metric)
-    specs = resolve_sweeps(model, task, sweeps)
-    requests = [
-        SweepRequest(s.sweep, layers=s.coords["layer"], positions=s.coords.get("pos"), heads=s.coords.get("head"),
-                     neurons=s.coords.get("neuron"))
-        for s in specs
-    ]
+    requests = exact_requests(model, task, sweeps)
     exact = dict(exact or {})
     for request in requests:
         if request.sweep not in exact:

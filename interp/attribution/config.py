@@ -49,6 +49,7 @@ class AttributionConfig(ConfigModel):
     methods: list[str] = Field(default_factory=lambda: ["atp", "atp*", "relp", "ig"], min_length=1)
     sweeps: list[SweepRequest] = Field(min_length=1)
     top_k: int = Field(10, ge=1)
+    shard_cells: int = Field(64, ge=1, description="cells per resumable shard of an exact sweep")
     relp: RelPConfig = RelPConfig()
     ig: IGConfig = IGConfig()
 

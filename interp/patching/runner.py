@@ -37,6 +37,7 @@ from interp.patching.sweep import axis_labels, make_engine
 from interp.runs import Run, RunStore, lifecycle
 from interp.tasks.base import named_columns, patched_tokens
 from interp.tasks.config import build_task
+from interp.tasks.direction import Direction
 
 COST_FIELDS = [f.name for f in fields(Cost)]
 
@@ -60,7 +61,7 @@ class ShardWorker:
         self.task = build_task(self.model, config.task)
         self._groups: dict[int, tuple[list[CellGroup], tuple[str, ...], dict[str, list[int]]]] = {}
         self._engine: tuple[int, str, PatchingEngine] | None = None
-        self._baselines: dict[int, tuple[str, dict[str, torch.Tensor]]] = {}
+        self._baselines: dict[int, tuple[str, dict[str, torch.Tensor], torch.Tensor]] = {}
 
     def groups(self, index: int) -> tuple[list[CellGroup], tuple[str, ...], dict[str, list[int]]]:
         if index not in self._groups:
@@ -75,7 +76,7 @@ class ShardWorker:
             metric, engine = make_engine(self.model, self.task, c.metric, c.direction, c.prefix_reuse, c.max_rows, c.skip_noop_rows)
             engine.ensure_prepared(self.groups(index)[0])
             self._engine = (index, metric, engine)
-            self._baselines[index] = (metric, engine.baselines)
+            self._baselines[index] = (metric, engine.baselines, _spent(engine))
         return self._engine[1], self._engine[2]
 
     def plan(self) -> dict[str, Any]:
@@ -103,16 +104,22 @@ class ShardWorker:
         groups = self.groups(index)[0]
         size = self.config.shard_cells
         _, engine = self.engine(index)
-        before = engine.cost.as_dict()
+        before = _spent(engine)
         values = engine.run(groups[shard_index * size : (shard_index + 1) * size])
-        spent = [engine.cost.as_dict()[k] - before[k] for k in COST_FIELDS]
-        return index, shard_index, values, torch.tensor(spent, dtype=torch.float64)
+        return index, shard_index, values, _spent(engine) - before
 
-    def baselines(self, index: int) -> tuple[str, dict[str, torch.Tensor]]:
-        """The metric's name and its values on the unpatched clean and corrupt runs of sweep ``index``."""
+    def baselines(self, index: int) -> tuple[str, dict[str, torch.Tensor], torch.Tensor]:
+        """The metric's name, its values on the unpatched clean and corrupt runs of sweep ``index``, and
+        what those two runs cost (the :data:`COST_FIELDS`; a sweep's cost counts them once)."""
         if index not in self._baselines:
             self.engine(index)
         return self._baselines[index]
+
+
+def _spent(engine: PatchingEngine) -> torch.Tensor:
+    """The engine's cost so far, as the :data:`COST_FIELDS` in float64."""
+    cost = engine.cost.as_dict()
+    return torch.tensor([cost[k] for k in COST_FIELDS], dtype=torch.float64)
 
 
 def run_config(
@@ -128,16 +135,15 @@ def run_config(
 
     ``resume`` continues a run from its last finished shard (see :mod:`interp.runs.lifecycle`).
     ``progress(done_cells, total_cells)`` is called as shards finish, and the same count is recorded in
-    the run's manifest (:meth:`~interp.runs.Run.set_progress`) for readers such as the app. ``executor="ray"`` computes the
-    shards on Ray actors (one model each, a GPU each when ``config.device`` is CUDA) at ``address``,
+    the run's manifest (:meth:`~interp.runs.Run.set_progress`) for readers such as the app. ``executor="ray"``
+    computes the shards on Ray actors (one model each, a GPU each when ``config.device`` is CUDA, each
+    checking its device at its start) at ``address``,
     or on a local Ray cluster of ``workers`` actors (see :mod:`interp.cluster`). Shards are written
     here, in the same layout and with the same done-markers either way, so a run started with one
     executor resumes with the other; the numbers are the same to the bit for the same dtype, device
     and torch thread count.
     """
-    gpus = 1 if executor == "ray" and config.device.startswith("cuda") else 0
-    device = "cuda" if gpus else None  # Ray shows each actor its own GPU as cuda:0
-    with pool_of(executor, ShardWorker, (config, device), address=address, workers=workers, gpus_per_worker=gpus) as pool:
+    with pool_of(executor, ShardWorker, (config,), device=config.device, address=address, workers=workers) as pool:
         plan = pool.call("plan")
         with lifecycle(store, "patching", config.model_dump(), model=plan["model"], dataset=plan["dataset"], resume=resume) as run:
             run.write_table("task", plan["task"])
@@ -157,9 +163,10 @@ def run_config(
                     progress(done, total)
             summary: dict[str, Any] = {}
             for index, (sweep, request) in enumerate(zip(sweeps, config.sweeps, strict=True)):
-                metric, baselines = pool.call("baselines", index)
+                metric, baselines, unpatched = pool.call("baselines", index)
                 result = assemble(
-                    run, sweep["name"], request.sweep, sweep["axes"], sweep["coords"], metric, config, baselines, **sweep["labels"]
+                    run, sweep["name"], request.sweep, sweep["axes"], sweep["coords"], metric, config.direction, baselines,
+                    unpatched, **sweep["labels"],
                 )
                 result.meta.update({"model": plan["model"]["name"], "task": plan["task_name"], "aligned": plan["aligned"]})
                 save_result(run, sweep["name"], result)
@@ -175,17 +182,19 @@ def assemble(
     axes: tuple[str, ...],
     coords: dict[str, list[int]],
     metric: str,
-    config: PatchConfig,
+    direction: Direction,
     baselines: dict[str, torch.Tensor],
+    unpatched: torch.Tensor,
     position_labels: list[str],
     positions: str = "raw",
 ) -> PatchingResult:
-    """Join a sweep's shards into one result."""
+    """Join a sweep's shards (written from :meth:`ShardWorker.shard`) into one result; its cost is the
+    shards' and the ``unpatched`` runs' (from :meth:`ShardWorker.baselines`), as a one-call sweep's."""
     shards = run.read_shards(name)
     values = torch.cat([tensors["values"] for _, tensors, _ in shards])
     # shards written before a cost field was added hold fewer (leading) fields: the rest count zero
     costs = [torch.nn.functional.pad(tensors["cost"], (0, len(COST_FIELDS) - len(tensors["cost"]))) for _, tensors, _ in shards]
-    spent = torch.stack(costs).sum(dim=0).tolist()
+    spent = (torch.stack(costs).sum(dim=0) + unpatched).tolist()
     grid = [len(coords[a]) for a in axes]
     return PatchingResult(
         sweep=sweep,
@@ -193,7 +202,7 @@ def assemble(
         coords=coords,
         values=values.T.reshape(-1, *grid),
         metric=metric,
-        direction=config.direction,
+        direction=direction,
         cost=Cost(**dict(zip(COST_FIELDS, spent, strict=True))),
         position_labels=position_labels,
         positions=positions,

@@ -15,7 +15,19 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from interp.cli_options import DeviceOption, DtypeOption, ResumeOption, RunsOption, SetOption, fail, overrides
+from interp.cli_options import (
+    AddressOption,
+    DeviceOption,
+    DtypeOption,
+    ExecutorOption,
+    ResumeOption,
+    RunsOption,
+    SetOption,
+    WorkersOption,
+    fail,
+    on_workers,
+    overrides,
+)
 from interp.errors import InterpError
 
 console = Console()
@@ -32,14 +44,21 @@ def steer(
     dtype: DtypeOption = None,
     set_: SetOption = None,
     runs: RunsOption = None,
+    executor: ExecutorOption = "local",
+    address: AddressOption = None,
+    workers: WorkersOption = None,
 ) -> None:
-    """Build steering vectors and sweep their strength, run DAC, or find function vectors, as CONFIG's ``kind`` says."""
+    """Build steering vectors and sweep their strength, run DAC, or find function vectors, as CONFIG's ``kind`` says.
+
+    A function-vector run computes its head sweep and its accuracy sweep by layer in this process,
+    or on Ray actors with --executor ray.
+    """
     from interp.runs import RunStore
     from interp.steering.config import load_steer_config
     from interp.steering.runner import run_config
 
     try:
-        settings = load_steer_config(config, overrides(set_, device=device, dtype=dtype))
+        settings = load_steer_config(config, overrides(set_, device=device, dtype=dtype), on_workers(executor))
         store = RunStore(runs)
         progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
@@ -50,7 +69,7 @@ def steer(
             def advance(done: int, total: int) -> None:
                 progress.update(bar, completed=done, total=total)
 
-            run = run_config(settings, store, resume, advance)
+            run = run_config(settings, store, resume, advance, executor, address, workers)
     except InterpError as error:
         fail(error)
     if run.kind == "steering":

@@ -115,11 +115,16 @@ CONFIGS: dict[str, type[ConfigModel]] = {
 """``kind`` -> config class; a new kind of steering run adds one entry here and one runner."""
 
 
-def load_steer_config(path: str | Path, overrides: Sequence[str] | Mapping[str, Any] = ()) -> ConfigModel:
-    """Read a steering config, apply overrides and validate it against the class its ``kind`` names."""
+def load_steer_config(
+    path: str | Path, overrides: Sequence[str] | Mapping[str, Any] = (), device_on_workers: bool = False
+) -> ConfigModel:
+    """Read a steering config, apply overrides and validate it against the class its ``kind`` names.
+
+    ``device_on_workers``: the run's workers check its device (see :func:`interp.config.validate`).
+    """
     given = parse_overrides(overrides) if not isinstance(overrides, Mapping) else overrides
     raw = apply_overrides(read_mapping(path), given)
     kind = raw.get("kind")
     if kind not in CONFIGS:
         raise ConfigError(f"invalid config {path}:\n  kind: must be one of {sorted(CONFIGS)} (got {kind!r})")
-    return validate(raw, CONFIGS[kind], str(path))
+    return validate(raw, CONFIGS[kind], str(path), device_on_workers)

@@ -96,6 +96,40 @@ def _queries(pairs: Sequence[tuple[str, str]], n: int, rng: random.Random) -> li
     return rng.sample(pairs, len(pairs)) + rng.choices(pairs, k=n - len(pairs))
 
 
+def clean_prompts(
+    model: Model, task: ICLTask, n_shots: int, n_mean_prompts: int, test_fraction: float, seed: int
+) -> tuple[ICLTask, ICLPrompts, random.Random]:
+    """The train split, the clean prompts the means average over, and the seeded random state the
+    shuffled-label prompts' queries are drawn from next (:func:`shuffled_prompts`)."""
+    train, _ = task.split(test_fraction, seed)
+    rng = random.Random(seed)
+    clean = build_prompts(model.tokenizer, train, _queries(train.pairs, n_mean_prompts, rng), n_shots, seed)
+    return train, clean, rng
+
+
+def kept_rows(model: Model, clean: ICLPrompts, filter_correct: bool, batch_size: int, task_name: str) -> list[int]:
+    """The clean prompts the means average over: those the model answers correctly, or all of them."""
+    if not filter_correct:
+        return list(range(len(clean)))
+    kept = correct_mask(model, clean, batch_size=batch_size).nonzero().flatten().tolist()
+    if not kept:
+        raise InvalidArgumentError(
+            f"the model answers none of the {len(clean)} clean prompts of task {task_name!r} correctly, so there "
+            "is nothing to average; use more shots, another task, or filter_correct=False"
+        )
+    return kept
+
+
+def shuffled_prompts(
+    model: Model, train: ICLTask, kept: ICLPrompts, n_effect_prompts: int, n_shots: int, seed: int, rng: random.Random
+) -> ICLPrompts:
+    """Shuffled-label prompts whose queries are among the kept clean prompts' (the AIE's prompts)."""
+    good_queries = sorted(set(zip(kept.queries, kept.answers, strict=True)))
+    return build_prompts(
+        model.tokenizer, train, _queries(good_queries, n_effect_prompts, rng), n_shots, seed + 1, shuffle_labels=True
+    )
+
+
 def extract_function_vector(
     model: Model,
     task: ICLTask,
@@ -126,28 +160,15 @@ def extract_function_vector(
         batch_size: prompts per forward for the means and the filter.
         progress: called as ``progress(stage, done, total)``.
     """
-    train, test = task.split(test_fraction, seed)
-    rng = random.Random(seed)
-    tokenizer = model.tokenizer
-    clean = build_prompts(tokenizer, train, _queries(train.pairs, n_mean_prompts, rng), n_shots, seed)
-    kept = torch.arange(len(clean))
-    if filter_correct:
-        kept = correct_mask(model, clean, batch_size=batch_size).nonzero().flatten()
-        if len(kept) == 0:
-            raise InvalidArgumentError(
-                f"the model answers none of the {len(clean)} clean {n_shots}-shot prompts of task {task.name!r} "
-                "correctly, so there is nothing to average; use more shots, another task, or filter_correct=False"
-            )
-    kept_prompts = clean.subset(kept.tolist())
+    train, clean, rng = clean_prompts(model, task, n_shots, n_mean_prompts, test_fraction, seed)
+    kept = kept_rows(model, clean, filter_correct, batch_size, task.name)
+    kept_prompts = clean.subset(kept)
     if progress is not None:
         progress("means", 0, 1)
     means = mean_head_activations(model, kept_prompts, batch_size)
     if progress is not None:
         progress("means", 1, 1)
-    good_queries = sorted(set(zip(kept_prompts.queries, kept_prompts.answers, strict=True)))
-    shuffled = build_prompts(
-        tokenizer, train, _queries(good_queries, n_effect_prompts, rng), n_shots, seed + 1, shuffle_labels=True
-    )
+    shuffled = shuffled_prompts(model, train, kept_prompts, n_effect_prompts, n_shots, seed, rng)
     total = model.dims.n_layers * model.dims.n_heads
     done = [0]
 

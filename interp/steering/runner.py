@@ -24,7 +24,9 @@ from typing import Any
 import pandas as pd
 import torch
 
+from interp.cluster import Executor
 from interp.config import DTYPES
+from interp.errors import InvalidArgumentError
 from interp.models import load_model
 from interp.runs import Run, RunStore, lifecycle
 from interp.steering.config import DACConfig, RunModel, VectorsConfig
@@ -123,21 +125,46 @@ def run_dac(config: DACConfig, store: RunStore, resume: str | None = None, progr
 
 
 def run_fv(
-    config: FunctionVectorConfig, store: RunStore, resume: str | None = None, progress: Progress | None = None
+    config: FunctionVectorConfig,
+    store: RunStore,
+    resume: str | None = None,
+    progress: Progress | None = None,
+    executor: Executor = "local",
+    address: str | None = None,
+    workers: int | None = None,
 ) -> Run:
-    """Function vectors of an in-context task; ``progress`` follows each stage (means, heads, layers) in turn."""
+    """Function vectors of an in-context task; ``progress`` follows each stage (means, heads, layers) in
+    turn; the head sweep and the accuracy sweep run on ``executor`` (see :mod:`interp.cluster`)."""
 
     def staged(stage: str, done: int, total: int) -> None:
         if progress is not None:
             progress(done, total)
 
-    return run_function_vectors(config, store, resume, staged)
+    return run_function_vectors(config, store, resume, staged, executor, address, workers)
 
 
 RUNNERS: dict[str, Callable[..., Run]] = {"vectors": run_vectors, "dac": run_dac, "function_vectors": run_fv}
 """Config ``kind`` -> runner ``(config, store, resume, progress) -> Run``."""
+ON_EXECUTORS = ("function_vectors",)
+"""Config kinds whose runner takes ``executor``, ``address`` and ``workers`` (the others run in this process)."""
 
 
-def run_config(config: RunModel | FunctionVectorConfig, store: RunStore, resume: str | None = None, progress: Progress | None = None) -> Run:
-    """Run any steering config by its ``kind``."""
-    return RUNNERS[config.kind](config, store, resume, progress)  # type: ignore[attr-defined]
+def run_config(
+    config: RunModel | FunctionVectorConfig,
+    store: RunStore,
+    resume: str | None = None,
+    progress: Progress | None = None,
+    executor: Executor = "local",
+    address: str | None = None,
+    workers: int | None = None,
+) -> Run:
+    """Run any steering config by its ``kind`` (on ``executor`` where :data:`ON_EXECUTORS` has it)."""
+    kind = config.kind  # type: ignore[union-attr]
+    if kind in ON_EXECUTORS:
+        return RUNNERS[kind](config, store, resume, progress, executor, address, workers)
+    if executor != "local" or address is not None or workers is not None:
+        raise InvalidArgumentError(
+            f"a {kind} run runs in this process only; drop --executor, --address and --workers "
+            f"(they serve {', '.join(ON_EXECUTORS)} runs)"
+        )
+    return RUNNERS[kind](config, store, resume, progress)

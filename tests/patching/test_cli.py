@@ -121,8 +121,9 @@ def test_shards_written_before_a_cost_field_was_added_still_assemble(tmp_path: P
     old_format = {**tensors, "cost": tensors["cost"][: len(COST_FIELDS) - 1]}  # before noop_rows existed
     run.write_shard(name, 0, tensors=old_format)
     baselines = {"clean": finished.clean, "corrupt": finished.corrupt}
-    result = assemble(run, name, "resid_pre", finished.axes, finished.coords, finished.metric, load_config(config_path, PatchConfig),
-                      baselines, finished.position_labels)
+    unpatched = torch.zeros(len(COST_FIELDS), dtype=torch.float64)  # the unpatched runs' cost: no FLOPs or no-op rows
+    result = assemble(run, name, "resid_pre", finished.axes, finished.coords, finished.metric,
+                      load_config(config_path, PatchConfig).direction, baselines, unpatched, finished.position_labels)
     assert torch.equal(result.values, finished.values)
     assert result.cost.noop_rows == finished.cost.noop_rows - dropped
     assert result.cost.flops == finished.cost.flops
