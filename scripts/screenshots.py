@@ -23,7 +23,8 @@ the CLI's ``--set`` overrides so that the whole stage takes about 15 minutes on 
 
 Every stage is resumable: a finished run of its kind whose stored config agrees with every
 ``--set`` of the stage is reused, and an unfinished one (a crash, Ctrl-C) is continued with
-``--resume``, so a rerun after a failure costs only what was left. ``--smoke`` shrinks every stage
+``--resume``, so a rerun after a failure costs only what was left; a stage that fails is reported
+and the others still run (and the pages that do not need it are still shot). ``--smoke`` shrinks every stage
 much further (a few prompts, layers and tokens; minutes in all) to check that each page renders;
 its PNGs go to a temporary directory unless ``--out`` is given, and they are not fit for the docs.
 
@@ -157,11 +158,16 @@ def matching(store: RunStore, kind: str, settings: dict[str, Any]) -> list[tuple
             continue
         try:
             config = store.get(info.id).config
-        except Exception:  # noqa: BLE001 - a run deleted or damaged since the listing is simply not a match
+        except Exception as error:  # noqa: BLE001 - a run deleted or damaged since the listing is no match
+            print(f"skipping run {info.id}: {error}", flush=True)
             continue
         if all(agrees(at(config, key), value) for key, value in settings.items()):
             found.append((info.id, info.status))
     return found
+
+
+class StageError(Exception):
+    """A ``--make`` stage that failed, ran too long, or wrote no run the script recognises."""
 
 
 def run_stage(stage: Stage, runs: Path, settings: dict[str, Any], resume: str | None, timeout: float) -> int:
@@ -172,44 +178,56 @@ def run_stage(stage: Stage, runs: Path, settings: dict[str, Any], resume: str | 
         command += ["--resume", resume]
     print(f"[{stage.name}] {' '.join(command[1:])}", flush=True)
     try:
-        return subprocess.run(command, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=timeout).returncode
+        return subprocess.run(command, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=timeout,
+                              check=False).returncode
     except subprocess.TimeoutExpired:
-        raise SystemExit(
-            f"stage {stage.name!r} ran past {timeout:.0f} s and was stopped; run the script again to continue it "
-            "(or raise --stage-timeout)"
-        ) from None
+        raise StageError(f"ran past {timeout:.0f} s and was stopped (raise --stage-timeout; a rerun continues "
+                         "its run)") from None
 
 
-def make_store(runs: Path, smoke: bool, timeout: float) -> dict[str, str]:
-    """Run every stage not already in the store; returns each stage's run id."""
+def make_stage(stage: Stage, store: RunStore, settings: dict[str, Any], timeout: float) -> str:
+    """The id of the stage's finished run: one already in the store, else the unfinished one
+    continued, else a new one."""
+    found = matching(store, stage.kind, settings)
+    finished = [run_id for run_id, status in found if status == FINISHED]
+    if finished:
+        print(f"[{stage.name}] reusing run {finished[0]}", flush=True)
+        return finished[0]
+    started = time.perf_counter()
+    unfinished = found[0][0] if found else None
+    if unfinished is not None:
+        print(f"[{stage.name}] continuing unfinished run {unfinished}", flush=True)
+    code = run_stage(stage, store.root, settings, unfinished, timeout)
+    if code != 0 and unfinished is not None:
+        print(f"[{stage.name}] continuing {unfinished} failed (exit {code}); starting a new run", flush=True)
+        code = run_stage(stage, store.root, settings, None, timeout)
+    if code != 0:
+        raise StageError(f"the command failed with exit status {code} (its error is printed above)")
+    finished = [run_id for run_id, status in matching(store, stage.kind, settings) if status == FINISHED]
+    if not finished:
+        raise StageError(f"no finished {stage.kind} run in {store.root} agrees with the stage's settings {settings}: "
+                         "the overrides and the stored config disagree")
+    print(f"[{stage.name}] run {finished[0]} in {time.perf_counter() - started:.0f} s", flush=True)
+    return finished[0]
+
+
+def make_store(runs: Path, smoke: bool, timeout: float) -> tuple[dict[str, str], list[str]]:
+    """Run every stage not already in the store; returns each stage's run id, and the failed stages
+    (a stage that needs a failed one's run is not tried)."""
     store = RunStore(runs)
     ids: dict[str, str] = {}
+    failed: list[str] = []
     for stage in STAGES:
-        settings = stage.settings(smoke, ids)
-        found = matching(store, stage.kind, settings)
-        finished = [run_id for run_id, status in found if status == FINISHED]
-        if finished:
-            ids[stage.name] = finished[0]
-            print(f"[{stage.name}] reusing run {finished[0]}", flush=True)
+        missing = [needed for needed in stage.links.values() if needed not in ids]
+        if missing:
+            failed.append(f"{stage.name}: not tried, it needs the run of stage {', '.join(missing)}")
             continue
-        started = time.perf_counter()
-        unfinished = found[0][0] if found else None
-        if unfinished is not None:
-            print(f"[{stage.name}] continuing unfinished run {unfinished}", flush=True)
-        code = run_stage(stage, runs, settings, unfinished, timeout)
-        if code != 0 and unfinished is not None:
-            print(f"[{stage.name}] continuing {unfinished} failed (exit {code}); starting a new run", flush=True)
-            code = run_stage(stage, runs, settings, None, timeout)
-        if code != 0:
-            raise SystemExit(f"stage {stage.name!r} failed with exit status {code} (its error is above); "
-                             "fix it and run the script again: the finished stages are reused")
-        finished = [run_id for run_id, status in matching(store, stage.kind, settings) if status == FINISHED]
-        if not finished:
-            raise SystemExit(f"stage {stage.name!r} ended but no finished {stage.kind} run in {runs} agrees with "
-                             f"its settings {settings}: the stage's overrides and the stored config disagree")
-        ids[stage.name] = finished[0]
-        print(f"[{stage.name}] run {finished[0]} in {time.perf_counter() - started:.0f} s", flush=True)
-    return ids
+        try:
+            ids[stage.name] = make_stage(stage, store, stage.settings(smoke, ids), timeout)
+        except StageError as error:
+            failed.append(f"{stage.name}: {error}")
+            print(f"[{stage.name}] FAILED: {error}", flush=True)
+    return ids, failed
 
 
 def existing_runs(runs: Path, smoke: bool) -> dict[str, str]:
@@ -234,7 +252,7 @@ def serve(runs: Path) -> tuple[subprocess.Popen, str]:
         port = sock.getsockname()[1]
     command = [sys.executable, "-c", "import typer; from interp.app_cli import app; typer.run(app)",
                "--runs", str(runs), "--port", str(port), "--headless"]
-    process = subprocess.Popen(command, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     url = f"http://127.0.0.1:{port}"
     for _ in range(240):
         try:
@@ -436,7 +454,7 @@ SHOTS = (
 def shoot_all(runs: Path, out: Path, ids: dict[str, str], browser_path: str) -> tuple[list[str], list[str]]:
     """Take every shot whose runs exist; returns the lines for the shot pages and the failed ones."""
     done, failed = [], []
-    debug = Path(tempfile.mkdtemp(prefix="interp-screenshots-failed-"))
+    debug = Path(tempfile.gettempdir()) / "interp-screenshots-failed"
     process, url = serve(runs)
     try:
         with sync_playwright() as playwright:
@@ -453,13 +471,15 @@ def shoot_all(runs: Path, out: Path, ids: dict[str, str], browser_path: str) -> 
                     shot.take(page, url, runs, ids)
                     shoot(page, out / shot.file)
                 except Exception as error:  # noqa: BLE001 - one page's failure is reported and the others still shot
+                    picture = debug / shot.file
                     try:
-                        page.screenshot(path=str(debug / shot.file), full_page=True)
-                    except Exception:  # noqa: BLE001 - the failure matters, not the picture of it
-                        pass
+                        debug.mkdir(exist_ok=True)
+                        page.screenshot(path=str(picture), full_page=True)
+                    except Exception as unseen:  # noqa: BLE001 - the failure matters, not the picture of it
+                        picture = f"none: {unseen}"
                     reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
                     failed.append(f"{shot.page} ({shot.file}): {type(error).__name__}: {reason} "
-                                  f"(page as it was: {debug / shot.file})")
+                                  f"(page as it was: {picture})")
                     traceback.print_exc()
                 else:
                     done.append(f"{shot.page}: {out / shot.file} ({time.perf_counter() - started:.0f} s)")
@@ -491,7 +511,10 @@ def main() -> None:
     if browser_path is None:
         raise SystemExit("Debian's chromium is not installed: run scripts/install_browser.sh")
     started = time.perf_counter()
-    ids = make_store(runs, args.smoke, args.stage_timeout) if args.make else existing_runs(runs, args.smoke)
+    if args.make:
+        ids, stage_failures = make_store(runs, args.smoke, args.stage_timeout)
+    else:
+        ids, stage_failures = existing_runs(runs, args.smoke), []
     made = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     done, failed = shoot_all(runs, out, ids, browser_path)
@@ -499,10 +522,15 @@ def main() -> None:
     print(f"shot {len(done)} of {len(SHOTS)} pages:")
     for line in done:
         print(f"  {line}")
+    if stage_failures:
+        print(f"FAILED {len(stage_failures)} --make stage(s) (a rerun reuses the finished ones):")
+        for line in stage_failures:
+            print(f"  {line}")
     if failed:
         print(f"FAILED {len(failed)} page(s):")
         for line in failed:
             print(f"  {line}")
+    if stage_failures or failed:
         raise SystemExit(1)
 
 
