@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 def load_script() -> Any:
     spec = importlib.util.spec_from_file_location("screenshots", REPO / "scripts" / "screenshots.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
     spec.loader.exec_module(module)
     return module
 
