@@ -306,8 +306,10 @@ def choose(page: Page, label: str, option: str) -> None:
     """Pick ``option`` in the Streamlit selectbox labelled ``label``."""
     box = page.get_by_role("combobox", name=label, exact=True)
     box.click()
+    page.keyboard.press("ArrowDown")  # a click focuses the box; the key opens its list
     page.get_by_role("option", name=option, exact=True).click()
     expect(box).to_have_value(option, timeout=PAGE_TIMEOUT)
+    box.blur()  # no focus ring in the picture
 
 
 def click_strongest_cell(page: Page, runs: Path, run_id: str, name: str | None = None) -> tuple[int, int]:
