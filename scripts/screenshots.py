@@ -11,15 +11,15 @@ the CLI's ``--set`` overrides so that the whole stage takes about 15 minutes on 
 * ``patching``: the README's main job, ``interp patch data/ioi_demo.yaml`` (16 IOI prompts, the
   residual stream at named positions and every head);
 * ``noising``: the same job with ``direction=noising``, for the patching page's compare view;
-* ``attribution``: ``data/ioi_attribution.yaml`` on 8 prompts, full ``resid_pre`` and ``head_z``
-  sweeps and five methods;
+* ``attribution``: ``data/ioi_attribution.yaml`` on 8 prompts, its ``resid_pre`` and ``head_z``
+  sweeps (six layers) and five methods;
 * ``sae``: ``data/feature_circuit_saes.yaml`` (three TopK SAEs, 160k tokens from cached
   activations of ~22k tokens), browsed on the SAE page and used by the feature circuit;
 * ``features``: ``data/feature_circuit_demo.yaml`` on that SAE run, exact patching of each method's
   top 20 nodes, IG with 5 steps;
 * ``steering``: ``data/steer_demo.yaml`` from 64 pairs; ``dac``: ``data/dac_demo.yaml`` as shipped;
 * ``function_vectors``: ``data/function_vectors_demo.yaml`` with 6 AIE prompts, 5 injection layers;
-* ``tcav``: ``data/tcav_demo.yaml`` at 9 layers against 6 random concepts, without the global CAV.
+* ``tcav``: ``data/tcav_demo.yaml`` at 7 layers against 5 random concepts, without the global CAV.
 
 Every stage is resumable: a finished run of its kind whose stored config agrees with every
 ``--set`` of the stage is reused, and an unfinished one (a crash, Ctrl-C) is continued with
@@ -89,6 +89,7 @@ class Stage:
 
 IOI_SWEEPS = [{"sweep": "resid_pre", "positions": "named"}, {"sweep": "head_z"}]
 SMOKE_LAYERS = [0, 15, 29]
+ATTRIBUTION_LAYERS = [0, 5, 10, 15, 20, 25]  # the exact sweeps' layers in data/ioi_attribution.yaml
 SMOKE_IOI_SWEEPS = [{"sweep": "resid_pre", "positions": "named", "layers": SMOKE_LAYERS},
                     {"sweep": "head_z", "layers": SMOKE_LAYERS}]
 STAGES = (
@@ -100,7 +101,8 @@ STAGES = (
           smoke={"task.n": 2, "sweeps": SMOKE_IOI_SWEEPS}),
     Stage("attribution", "attribution", ("attribute", "data/ioi_attribution.yaml"),
           {"task.n": 8, "methods": ["atp", "atp+qk", "atp*", "relp", "ig"],
-           "sweeps": [{"sweep": "resid_pre"}, {"sweep": "head_z"}], "ig.steps": 10},
+           "sweeps": [{"sweep": "resid_pre", "layers": ATTRIBUTION_LAYERS}, {"sweep": "head_z", "layers": ATTRIBUTION_LAYERS}],
+           "ig.steps": 10},
           smoke={"task.n": 2, "sweeps": [{"sweep": "resid_pre", "layers": SMOKE_LAYERS},
                                          {"sweep": "head_z", "layers": SMOKE_LAYERS}], "ig.steps": 2}),
     Stage("sae", "sae", ("sae", "train", "data/feature_circuit_saes.yaml"),
@@ -119,7 +121,7 @@ STAGES = (
           {"n_mean_prompts": 32, "n_effect_prompts": 6, "layers": [6, 8, 10, 12, 16]},
           smoke={"n_mean_prompts": 8, "n_effect_prompts": 1, "layers": [10]}),
     Stage("tcav", "tcav", ("tcav", "data/tcav_demo.yaml"),
-          {"layers": [3, 6, 9, 12, 15, 18, 21, 24, 27], "n_random": 6, "gcav": None},
+          {"layers": [0, 5, 10, 15, 20, 25, 29], "n_random": 5, "gcav": None},
           smoke={"layers": [6, 12], "n_random": 2}),
 )
 
