@@ -89,7 +89,10 @@ def apply_url() -> None:
 st.title("Model")
 page_help("model")
 apply_url()
-name = st.text_input("Model", value=DEFAULT_MODEL, key="model_name",
+# defaults through the session state, as a link's values are: a widget given both warns and keeps the link's
+st.session_state.setdefault("model_name", DEFAULT_MODEL)
+st.session_state.setdefault("prompt", DEFAULT_PROMPT)
+name = st.text_input("Model", key="model_name",
                      help="the embedded default, a tiny test model (tiny-llama, ...), a local HF directory or a .gguf file")
 try:
     with st.spinner(f"Loading {name} (once per server)..."):
@@ -99,7 +102,7 @@ except (InterpError, OSError, ValueError) as error:
     st.stop()
 st.caption(repr(model))
 
-prompt = st.text_area("Prompt", value=DEFAULT_PROMPT, key="prompt", height=80)
+prompt = st.text_area("Prompt", key="prompt", height=80)
 if not prompt.strip():
     st.info("Type a prompt to see what the model predicts.")
     st.stop()
