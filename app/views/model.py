@@ -108,11 +108,12 @@ if not prompt.strip():
     st.stop()
 dims = model.dims
 pick_layer, pick_head, pick_span = st.columns(3)
+st.session_state.setdefault("layer", dims.n_layers // 2)
 for key, size in (("layer", dims.n_layers), ("head", dims.n_heads)):
     if not isinstance(st.session_state.get(key, 0), int) or not 0 <= st.session_state.get(key, 0) < size:
         st.warning(f"The address asks for {key} {st.session_state[key]}, but {model.name} has {size}; showing {key} 0.")
         st.session_state[key] = 0
-layer = pick_layer.selectbox("Attention layer", range(dims.n_layers), index=dims.n_layers // 2, key="layer")
+layer = pick_layer.selectbox("Attention layer", range(dims.n_layers), key="layer")
 head = pick_head.selectbox("Attention head", range(dims.n_heads), key="head")
 st.session_state["model-url-applied"] = {"model": name, "prompt": prompt, "layer": str(layer), "head": str(head)}
 for param, value in st.session_state["model-url-applied"].items():
