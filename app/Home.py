@@ -1,8 +1,8 @@
 """The interp results browser: ``interp app [--runs DIR]``, or ``streamlit run app/Home.py -- --runs DIR``.
 
 One page per result kind (activation patching, attribution vs exact patching, sparse autoencoders,
-sparse feature circuits, steering),
-a runs overview, and a live model page. The pages read runs only through :mod:`interp.runs` and
+sparse feature circuits, steering, concepts (TCAV), function vectors), a runs overview, and a live
+model page. The pages read runs only through :mod:`interp.runs` and
 draw them with :mod:`interp.viz`; they never compute what the library stored, and never write into
 a run (the overview's delete, after confirmation, is the one write). This file is the frame around
 every page: navigation and the store's location.

@@ -36,6 +36,8 @@ PAGES = {
     "steering": "views/steering.py",
     "dac": "views/steering.py",
     "function_vectors": "views/function_vectors.py",
+    "feature_circuit": "views/features.py",
+    "tcav": "views/concepts.py",
 }
 MAKE_RUNS = {
     "patching": "interp patch data/ioi_demo.yaml",

@@ -89,7 +89,10 @@ def apply_url() -> None:
 st.title("Model")
 page_help("model")
 apply_url()
-name = st.text_input("Model", value=DEFAULT_MODEL, key="model_name",
+# defaults through the session state, as a link's values are: a widget given both warns and keeps the link's
+st.session_state.setdefault("model_name", DEFAULT_MODEL)
+st.session_state.setdefault("prompt", DEFAULT_PROMPT)
+name = st.text_input("Model", key="model_name",
                      help="the embedded default, a tiny test model (tiny-llama, ...), a local HF directory or a .gguf file")
 try:
     with st.spinner(f"Loading {name} (once per server)..."):
@@ -99,17 +102,18 @@ except (InterpError, OSError, ValueError) as error:
     st.stop()
 st.caption(repr(model))
 
-prompt = st.text_area("Prompt", value=DEFAULT_PROMPT, key="prompt", height=80)
+prompt = st.text_area("Prompt", key="prompt", height=80)
 if not prompt.strip():
     st.info("Type a prompt to see what the model predicts.")
     st.stop()
 dims = model.dims
 pick_layer, pick_head, pick_span = st.columns(3)
+st.session_state.setdefault("layer", dims.n_layers // 2)
 for key, size in (("layer", dims.n_layers), ("head", dims.n_heads)):
     if not isinstance(st.session_state.get(key, 0), int) or not 0 <= st.session_state.get(key, 0) < size:
         st.warning(f"The address asks for {key} {st.session_state[key]}, but {model.name} has {size}; showing {key} 0.")
         st.session_state[key] = 0
-layer = pick_layer.selectbox("Attention layer", range(dims.n_layers), index=dims.n_layers // 2, key="layer")
+layer = pick_layer.selectbox("Attention layer", range(dims.n_layers), key="layer")
 head = pick_head.selectbox("Attention head", range(dims.n_heads), key="head")
 st.session_state["model-url-applied"] = {"model": name, "prompt": prompt, "layer": str(layer), "head": str(head)}
 for param, value in st.session_state["model-url-applied"].items():
