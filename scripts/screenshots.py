@@ -325,9 +325,15 @@ def click_strongest_cell(page: Page, runs: Path, run_id: str, name: str | None =
     result = load_result(run, name or result_names(run)[0])
     mean = result.mean()
     row, column = divmod(int((mean - result.no_effect("normalized")).abs().argmax()), mean.shape[1])
-    box = page.locator(".stPlotlyChart .nsewdrag").first.bounding_box()
-    page.mouse.click(box["x"] + (column + 0.5) * box["width"] / mean.shape[1],
-                     box["y"] + (row + 0.5) * box["height"] / mean.shape[0])
+    # plotly's own axis conversion: the plot area's bounding box is not the cells' span (padding,
+    # reversed category axes), and a click one row off opens the wrong cell
+    x, y = page.locator(".stPlotlyChart .js-plotly-plot").first.evaluate(
+        """(plot, [row, column]) => {
+            const layout = plot._fullLayout, frame = plot.getBoundingClientRect();
+            return [frame.x + layout.xaxis._offset + layout.xaxis.c2p(column),
+                    frame.y + layout.yaxis._offset + layout.yaxis.c2p(row)];
+        }""", [row, column])
+    page.mouse.click(x, y)
     expect(page.get_by_text(f"{result.sweep} at layer=L{result.coords['layer'][row]}")).to_be_visible(timeout=60_000)
     return result.coords[result.axes[0]][row], result.coords[result.axes[1]][column]
 
