@@ -272,7 +272,7 @@ def main() -> None:
     }
     if args.corpus:
         parts["corpus"] = lambda: corpus_part(model, args.model, args.corpus, args.corpus_tokens, args.device, out)
-    chosen = [p for p in args.parts.split(",") if p] + (["corpus"] if args.corpus else [])
+    chosen = list(dict.fromkeys([p for p in args.parts.split(",") if p] + (["corpus"] if args.corpus else [])))
     if args.corpus and not Path(args.corpus).is_file():
         raise SystemExit(f"no token file {args.corpus}; build one with benchmarks/build_corpus.py")
     for name in chosen:

@@ -324,6 +324,7 @@ def load_tokens(source: TokenSource, tokenizer, context_size: int, prepend_bos: 
         if not path.is_file():
             raise TokenSourceError(f"token file {path} does not exist")
         array = np.load(path, mmap_mode="r") if path.suffix == ".npy" else np.memmap(path, dtype=source.dtype, mode="r")
+        _check_vocabulary(array, len(tokenizer), path)
         stat = path.stat()
         identity = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{array.dtype}|{context_size}|{bos}"
         fingerprint = hashlib.sha256(identity.encode()).hexdigest()[:16]
@@ -345,6 +346,20 @@ def load_tokens(source: TokenSource, tokenizer, context_size: int, prepend_bos: 
     rows = _pack(np.asarray(pieces, dtype=np.int32), context_size, bos)
     digest = hashlib.sha256(rows.tobytes()).hexdigest()[:16]
     return TokenRows(ids=rows, fingerprint=digest, special_ids=specials, prepend_bos=prepend_bos)
+
+
+def _check_vocabulary(array: np.ndarray, vocabulary: int, path: Path) -> None:
+    """Refuse a token file whose ids the tokenizer cannot have made (one pass over the file): an id
+    past the vocabulary would fail deep inside the model's embedding, or index a wrong row of it."""
+    if not array.size:
+        raise TokenSourceError(f"token file {path} holds no tokens")
+    low, high = int(array.min()), int(array.max())
+    if low < 0 or high >= vocabulary:
+        raise TokenSourceError(
+            f"token file {path} holds ids from {low} to {high}, but the model's tokenizer has {vocabulary} ids "
+            f"(0 to {vocabulary - 1}): the file was made with another tokenizer; rebuild it with this model's "
+            "tokenizer, or train on the model it was made for"
+        )
 
 
 def split_rows(n_rows: int, n_eval: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

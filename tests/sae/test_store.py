@@ -53,6 +53,19 @@ def test_text_jsonl_and_token_files_pack_the_same_documents(model, tmp_path: Pat
         load_tokens(JsonlSource(paths=[str(bad)]), model.tokenizer, 16)
 
 
+def test_a_token_file_of_another_tokenizer_is_refused(model, tmp_path: Path):
+    vocabulary = len(model.tokenizer)
+    np.save(tmp_path / "other.npy", np.array([1, 2, vocabulary + 5, 3] * 16, dtype=np.int64))
+    with pytest.raises(TokenSourceError, match=rf"ids from 1 to {vocabulary + 5}.*has {vocabulary} ids.*another tokenizer"):
+        load_tokens(TokenFileSource(path=str(tmp_path / "other.npy")), model.tokenizer, 16)
+    np.save(tmp_path / "negative.npy", np.array([-1, 2] * 32, dtype=np.int64))
+    with pytest.raises(TokenSourceError, match="ids from -1"):
+        load_tokens(TokenFileSource(path=str(tmp_path / "negative.npy")), model.tokenizer, 16)
+    np.save(tmp_path / "empty.npy", np.array([], dtype=np.uint16))
+    with pytest.raises(TokenSourceError, match="holds no tokens"):
+        load_tokens(TokenFileSource(path=str(tmp_path / "empty.npy")), model.tokenizer, 16)
+
+
 def test_keep_mask_drops_special_tokens_and_first_positions(model, text_file: Path):
     tokens = load_tokens(TextSource(paths=[str(text_file)]), model.tokenizer, 16)
     ids = tokens.rows(slice(0, 10))
