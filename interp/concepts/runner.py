@@ -22,6 +22,9 @@ a vectors directory under ``cavs/<concept>`` (safetensors + JSON, readable with
 ``nmf``            NMF concepts and their fidelity (marker after them)
 =================  =====================================================================
 
+The run's manifest records how many of these shards are finished (:meth:`~interp.runs.Run.set_progress`,
+unit ``stages``), so the app shows a run still being written with how far it has got.
+
 ``interp tcav CONFIG --resume RUN`` (or ``latest``) reopens a run only if its stored config equals
 this one (:func:`interp.runs.lifecycle`), reads the finished stages back and computes only the
 rest. Every stage is deterministic given its inputs, and the inputs are read back exactly as they
@@ -72,6 +75,23 @@ def _target_tokens(model, prompts: list[str]) -> list[list[str]]:
     for row, length in zip(batch.input_ids.cpu(), batch.lengths.cpu().tolist(), strict=True):
         tokens.append([model.tokenizer.decode([int(i)]) for i in row[len(row) - length :]])
     return tokens
+
+
+STAGE_GROUPS = ("activations", "gradients", "cavs", "significance", "steer", "gcav", "nmf")
+
+
+def _stage_count(config: TCAVConfig, n_pairs: int, n_layers: int) -> int:
+    """The shards a finished run of ``config`` holds over :data:`STAGE_GROUPS` (``n_pairs``: the concepts and the null)."""
+    steer = len(config.concepts) if config.steer is not None and config.steer.enabled else 0
+    gcav_stage = int(config.gcav is not None and config.gcav.enabled and n_layers > 1)
+    nmf_stage = int(config.nmf is not None and config.nmf.enabled)
+    return 2 + n_pairs + 1 + steer + gcav_stage + nmf_stage
+
+
+def _record(run: Run, total: int, stage: str) -> None:
+    """The run's progress: its finished stage shards, read from the run itself (so a resume counts right)."""
+    done = sum(len(run.finished_shards(group)) for group in STAGE_GROUPS)
+    run.set_progress(min(done, total), total, "stages", stage=stage)
 
 
 def _done(run: Run, stage: str, index: int = 0) -> bool:
@@ -212,8 +232,13 @@ def run_config(
     dataset = {"name": target.name, "concepts": [c.name for c in concepts], "examples": len(target.prompts)}
     with lifecycle(store, KIND, config.model_dump(mode="json"), model={"name": model.name}, dataset=dataset,
                    resume=resume) as run:
+        n_pairs = len(concepts) + 1  # each concept's CAV runs, and the random null's
+        total = _stage_count(config, n_pairs, len(layers))
+        _record(run, total, "opened")
         blocks = _activations(run, model, [*concepts, *randoms], config, layers, selector, note)
+        _record(run, total, "activations")
         sens = _gradients(run, model, target, config, layers, selector, note)
+        _record(run, total, "gradients")
         prompts = list(target.prompts)
         run.write_json("target", {
             "prompts": prompts, "tokens": _target_tokens(model, prompts), "ranges": [list(r) for r in sens.ranges],
@@ -229,13 +254,18 @@ def run_config(
                                       config.test_fraction, config.seed, model.name)
             cavs[name][0].save(run.path / "cavs" / name)
             _write_cavs(run, index, cavs[name])
+            _record(run, total, f"CAVs: {name}")
         result = _significance(run, cavs, concepts, sens, config, run_settings(selector, randoms, target), note)
+        _record(run, total, "significance")
         if config.steer is not None and config.steer.enabled:
             _steer(run, model, concepts, result, target, config, note)
+            _record(run, total, "steering")
         if config.gcav is not None and config.gcav.enabled and len(layers) > 1:
             _gcav(run, concepts, result, config, note)
+            _record(run, total, "GCAV")
         if config.nmf is not None and config.nmf.enabled:
             _nmf(run, model, concepts, pool, target, config, note)
+            _record(run, total, "NMF")
         significant = result.tests[result.tests.significant]
         run.finish({
             "concepts": len(concepts), "layers": len(layers),

@@ -10,7 +10,7 @@ import pytest
 from interp.concepts import runner
 from interp.concepts.config import TCAVConfig
 from interp.config import load_config
-from interp.runs import ConfigMismatchError, RunStore
+from interp.runs import ConfigMismatchError, Progress, RunStore
 from interp.vectors import load_vectors
 from tests.concepts.test_cli import tiny_config
 
@@ -47,6 +47,9 @@ def test_an_interrupted_run_resumes_without_recomputing_its_finished_stages(
             runner.run_config(config, store)
     stopped = store.list(kind="tcav")[0]
     assert stopped.status == "failed"
+    # one concept: activations, gradients, 2 CAV groups (french, the null), significance, 1 steer, GCAV, NMF
+    assert whole.progress == Progress(8, 8, "stages", "NMF")
+    assert stopped.progress == Progress(6, 8, "stages", "steering")  # recorded as it went, up to the failure
     assert RunStore(tmp_path / "resumed").get(stopped.id).tables() == sorted(["scores", "tests", "examples", "steer"])
 
     with pytest.raises(ConfigMismatchError, match="n_permutations"):
@@ -56,7 +59,7 @@ def test_an_interrupted_run_resumes_without_recomputing_its_finished_stages(
     for name in ("read_sets", "sensitivities", "concept_cavs", "score", "steer_effect", "gcav", "read_layers"):
         counting(monkeypatch, calls, name)
     run, result = runner.run_config(config, store, resume="latest")
-    assert run.id == stopped.id and run.status == "finished"
+    assert run.id == stopped.id and run.status == "finished" and run.progress == whole.progress
     # only the stages after the interruption ran again: GCAV and NMF (which reads one layer)
     assert calls == {"gcav": 1, "read_layers": 1}
 
