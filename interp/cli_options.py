@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -104,3 +105,8 @@ def fail(error: Exception) -> NoReturn:
     """Print ``error`` and exit with status 2."""
     typer.echo(f"error: {error}", err=True)
     raise typer.Exit(code=2)
+
+
+def table_number(value: float | None, digits: int = 3) -> str:
+    """A number for a command's results table: ``digits`` decimals, "—" for a missing or NaN value."""
+    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"

@@ -8,7 +8,6 @@ table (Pearson r, Spearman r, top-k recall, sign agreement, passes, seconds).
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import typer
@@ -28,14 +27,12 @@ from interp.cli_options import (
     fail,
     on_workers,
     overrides,
+    table_number,
 )
 from interp.errors import InterpError, InvalidArgumentError
 
 console = Console()
 
-
-def _number(value: float, digits: int = 3) -> str:
-    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
 def attribute(
@@ -91,8 +88,8 @@ def attribute(
         table.add_column(column)
     for row in comparison.table.itertuples():
         table.add_row(
-            row.component, row.method, str(row.cells), _number(row.pearson), _number(row.spearman),
-            _number(row.recall, 2), _number(row.sign_agreement, 2), f"{row.forward_passes}+{row.backward_passes:g}",
+            row.component, row.method, str(row.cells), table_number(row.pearson), table_number(row.spearman),
+            table_number(row.recall, 2), table_number(row.sign_agreement, 2), f"{row.forward_passes}+{row.backward_passes:g}",
             f"{row.seconds:.1f}", str(row.exact_forward_passes), f"{row.exact_seconds:.1f}",
         )
     console.print(table)
@@ -124,6 +121,6 @@ def _feature_circuit(config: Path, resume: str | None, given: dict, runs: Path |
         table.add_column(f"N={size}")
     for method, rows in curves.groupby("method", sort=False):
         by_size = rows.set_index("nodes")["faithfulness"]
-        table.add_row(str(method), f"{costs.loc[method, 'passes']:.0f}", *[_number(by_size[s], 2) for s in sizes])
+        table.add_row(str(method), f"{costs.loc[method, 'passes']:.0f}", *[table_number(by_size[s], 2) for s in sizes])
     console.print(table)
     console.print(f"wrote {run.path}")

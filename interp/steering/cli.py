@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import typer
@@ -27,14 +26,12 @@ from interp.cli_options import (
     fail,
     on_workers,
     overrides,
+    table_number,
 )
 from interp.errors import InterpError
 
 console = Console()
 
-
-def _number(value: float) -> str:
-    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
 
 
 def steer(
@@ -78,7 +75,7 @@ def steer(
         for column in columns:
             table.add_column(column)
         for row in run.read_table("sweep").to_dict("records"):
-            table.add_row(*(str(row[c]) if c == "layer" else _number(row.get(c, float("nan"))) for c in columns))
+            table.add_row(*(str(row[c]) if c == "layer" else table_number(row.get(c, float("nan"))) for c in columns))
         console.print(table)
     elif run.kind == "dac":
         console.print(f"mean DAC intensity per property: {run.manifest.get('summary', {}).get('mean_alpha')}")
@@ -88,6 +85,6 @@ def steer(
         for column in accuracy.columns:
             table.add_column(str(column))
         for row in accuracy.to_dict("records"):
-            table.add_row(*(_number(v) if isinstance(v, float) else str(v) for v in row.values()))
+            table.add_row(*(table_number(v) if isinstance(v, float) else str(v) for v in row.values()))
         console.print(table)
     console.print(f"wrote {run.path}")
