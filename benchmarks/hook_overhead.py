@@ -313,7 +313,7 @@ def eager_agreement(
     max |diff| of its logits vs the hook-free eager forward).
 
     Wrapping the copy in ``interp.Model`` switches HF's eager attention to interp's bit-identical eager
-    function (:func:`interp.attention.replace_hf_eager`), so this runs after all timing.
+    function (:func:`interp.attention.adopt_eager_attention`), so this runs after all timing.
     """
     from interp import Model
 

@@ -12,10 +12,13 @@ and the value mixing. We register our own eager attention function with transfor
 
 The HookPoint is an identity module attached to each attention module, so reading and writing the
 pattern is an ordinary forward hook. Models that already run HF's eager attention (Gemma 2) are
-switched to this function for good (:func:`replace_hf_eager`): it is the same computation, bit for
-bit in float32, but HF's eager computes the softmax in float32 even for a float64 model, which turns
-the float64 mask minimum into -inf, fully masked padding rows into NaN, and every gradient of a
-padded batch into NaN; ours takes the softmax in the wider of the two dtypes. The model switches to this implementation only for a forward
+switched to this function for good (:func:`adopt_eager_attention`): it is the same computation, bit
+for bit in float32, but HF's eager computes the softmax in float32 even for a float64 model, which
+turns the float64 mask minimum into -inf, fully masked padding rows into NaN, and every gradient of
+a padded batch into NaN; ours takes the softmax in the wider of the two dtypes. A model whose config
+asks for attention-logit soft-capping but runs SDPA is switched too: SDPA has no soft-capping and
+drops it without a word (transformers before about 5.20 default Gemma 2 to SDPA), so its logits
+are not the model's. The model switches to this implementation only for a forward
 that touches a pattern site (docs/design.md, Performance principles), and switches back after.
 """
 
@@ -103,9 +106,12 @@ def attention_implementation(hf_model: nn.Module, implementation: str = IMPLEMEN
             config._attn_implementation = old
 
 
-def replace_hf_eager(hf_model: nn.Module) -> None:
-    """Switch a model that uses HF's eager attention to :func:`interp_eager_attention`."""
+def adopt_eager_attention(hf_model: nn.Module) -> None:
+    """Switch to :func:`interp_eager_attention` a model that runs HF's eager attention, or SDPA while
+    its config asks for attention-logit soft-capping (which SDPA silently leaves out)."""
     for module in hf_model.modules():
         config = getattr(module, "config", None)
-        if config is not None and getattr(config, "_attn_implementation", None) == "eager":
+        implementation = getattr(config, "_attn_implementation", None)
+        soft_capped = getattr(config, "attn_logit_softcapping", None) is not None
+        if implementation == "eager" or (implementation == "sdpa" and soft_capped):
             config._attn_implementation = IMPLEMENTATION

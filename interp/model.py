@@ -31,7 +31,7 @@ from jaxtyping import Float
 from torch import nn
 
 from interp.arch import ArchAdapter, adapter_for
-from interp.attention import replace_hf_eager
+from interp.attention import adopt_eager_attention
 from interp.cache import ActivationCache
 from interp.errors import InvalidArgumentError, ModelStateError, TokenizationError
 from interp.hooks import HookSession
@@ -109,7 +109,7 @@ class Model:
                 )
             self.prepend_bos, self.prepend_bos_source = prepend_bos, prepend_bos_source or "set by the caller"
         if adapter is None:
-            replace_hf_eager(hf_model)
+            adopt_eager_attention(hf_model)
         self.sites: list[str] = self.arch.site_names()
         self._site_set = frozenset(self.sites)
         self.lock = threading.RLock()

@@ -95,6 +95,24 @@ def test_patching_captured_values_back_changes_nothing(tiny: interp.Model) -> No
             assert torch.equal(patched, base), name
 
 
+def test_soft_capped_attention_is_never_run_through_sdpa() -> None:
+    """SDPA has no attention-logit soft-capping: a Gemma 2 model set to SDPA (the default of older
+    transformers) is switched to the eager function, so its logits are the model's own."""
+    from interp.models.tiny import build_tiny, tiny_tokenizer
+
+    reference = build_tiny("tiny-gemma2")
+    reference.config._attn_implementation = "eager"  # HF's own eager: applies the soft cap
+    on_sdpa = build_tiny("tiny-gemma2")
+    on_sdpa.config._attn_implementation = "sdpa"
+    model = interp.Model(on_sdpa, tiny_tokenizer(), name="tiny-gemma2")
+    assert on_sdpa.config._attn_implementation == "interp_eager"
+    batch = model.to_tokens(PROMPTS)
+    expected = reference(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+    real = batch.attention_mask.bool()
+    # left on SDPA, newer transformers refuse the soft cap and older ones drop it (logits off by ~5 here)
+    torch.testing.assert_close(model.run(batch)[real], expected[real], rtol=0, atol=1e-5)
+
+
 def test_pattern_site_matches_default_attention(tiny: interp.Model) -> None:
     batch = tiny.to_tokens(PROMPTS)
     base = tiny.run(batch)
