@@ -30,7 +30,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import subprocess
 import sys
@@ -166,36 +165,73 @@ def atp_part(model, task, device: str) -> str:
     return markdown(["sweep", "ours (s)", "TransformerLens hooks (s)", "TL / ours", "correlation of estimates"], rows)
 
 
-def sae_part(model, device: str, steps: int) -> str:
+def saelens_rate(tokens: torch.Tensor, steps: int, d_sae: int, device: str, saelens_path: str | None) -> dict | str:
+    """SAELens's trainer on ``tokens`` in a child process (``benchmarks/sae_train.py --worker saelens``).
+
+    SAELens pins transformer-lens < 4, so it cannot share this environment: the child's
+    ``PYTHONPATH`` starts with ``saelens_path``, a site directory holding sae-lens and
+    transformer-lens < 4. The tokens travel through a temporary safetensors file; the child prints
+    one JSON line. Returns that dict, or a line saying why it did not run.
+    """
+    import json
+    import tempfile
+
+    from safetensors.torch import save_file
+
+    if not saelens_path:
+        return "not run: give --saelens-path DIR, a site directory holding sae-lens and transformer-lens<4"
+    if not Path(saelens_path).is_dir():
+        return f"not run: --saelens-path {saelens_path} is not a directory"
+    with tempfile.TemporaryDirectory() as directory:
+        file = Path(directory) / "acts.safetensors"
+        save_file({"acts": tokens.detach().float().cpu().contiguous()}, str(file))
+        paths = [saelens_path] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.pathsep.join(paths)}
+        command = [sys.executable, str(ROOT / "benchmarks" / "sae_train.py"), "--worker", "saelens", "--cache", str(file),
+                   "--steps", str(steps), "--warmup", "1", "--device", device, "--d-sae", str(d_sae),
+                   "--threads", str(torch.get_num_threads())]
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, env=env, check=False, timeout=300)
+        except subprocess.TimeoutExpired:
+            return "failed: the SAELens child ran past 300 s"
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines()
+        return f"failed (exit {done.returncode}): {lines[-1][:200] if lines else 'no stderr'}"
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def sae_part(model, device: str, steps: int, saelens_path: str | None) -> str:
+    from sae_train import BATCH, K, train_rate
+
     from interp.activations import ALL, extract
-    from interp.sae import SAE, OptimConfig, SAEConfig, SAETrainer, TopKConfig
-    from interp.sae.store import ActivationBatch
     from interp.sae.tokens import DemoSource, load_tokens
 
     site = f"blocks.{model.dims.n_layers // 2}.hook_resid_post"
     rows = load_tokens(DemoSource(), model.tokenizer, 128).ids[: 64 if steps <= 3 else 512]
     acts = extract(model, torch.as_tensor(rows, dtype=torch.long), [site], ALL).acts[site].reshape(-1, model.dims.d_model)
-    acts = acts.float().to(device)
-    batch = 4096
-    d_sae = 16 * model.dims.d_model
-    sae = SAE.create(SAEConfig(d_in=model.dims.d_model, d_sae=d_sae, activation=TopKConfig(k=32), site=site))
-    trainer = SAETrainer({"topk": sae}, OptimConfig(warmup_steps=0), steps + 1, device)
     order = torch.randperm(acts.shape[0], generator=torch.Generator().manual_seed(0))
-    batches = [acts[order[(i * batch) % (len(order) - batch):][:batch]] for i in range(steps + 1)]
-    trainer.step(ActivationBatch(0, {site: batches[0]}, None))  # warm-up (kernels, b_dec initialisation)
-    sync(device)
-    start = time.perf_counter()
-    for i in range(1, steps + 1):
-        trainer.step(ActivationBatch(i, {site: batches[i]}, None))
-    sync(device)
-    rate = steps * batch / (time.perf_counter() - start)
+    tokens = acts.float()[order.to(acts.device)].to(device).contiguous()  # one fixed order, read alike by both trainers
+    d_sae = 16 * model.dims.d_model
     precision = "bf16 autocast, float32 master weights" if device.startswith("cuda") else "float32"
-    rows = [["ours (SAETrainer)", f"TopK k=32, d_sae {d_sae}", precision, steps, f"{rate:,.0f}"]]
-    if importlib.util.find_spec("sae_lens") is None:
-        rows.append(["SAELens", "-", "-", "-", "not importable here (pip install sae-lens)"])
+    ours = train_rate("ours", tokens, steps, d_sae, device, warmup=1)
+    theirs = saelens_rate(tokens, steps, d_sae, device, saelens_path)
+    shape = f"TopK k={K}, d_sae {d_sae}"
+    table = [["ours (interp SAETrainer)", shape, precision, steps, f"{ours['tokens_per_second']:,.0f}", "1.00",
+              f"{ours['fvu_first_batch']:.3f}"]]
+    if isinstance(theirs, str):
+        table.append(["SAELens", "-", "-", "-", theirs, "-", "-"])
+        ratio = ""
     else:
-        rows.append(["SAELens", "-", "-", "-", "installed; its trainer on these activations is not wired into this script yet"])
-    return markdown(["trainer", "SAE", "precision", "steps of 4096 tokens", "tokens/s"], rows)
+        table.append([f"SAELens {theirs.get('version', '')} SAETrainer + TopKTrainingSAE", shape, precision, theirs["steps"],
+                      f"{theirs['tokens_per_second']:,.0f}", f"{theirs['tokens_per_second'] / ours['tokens_per_second']:.2f}",
+                      f"{theirs['fvu_first_batch']:.3f}"])
+        ratio = f"\nours / SAELens tokens/s: {ours['tokens_per_second'] / theirs['tokens_per_second']:.2f}x\n"
+    return (f"{len(tokens):,} cached activations of {site} (demo corpus, 128-token rows, one fixed random order); "
+            f"batches of {BATCH} tokens, Adam lr 4e-4, one warm-up step before the timed steps; SAELens in its own "
+            "process on the same activations. FVU: both SAEs on the first batch after training, float32 (the two "
+            "inits differ: a sanity check, not a quality comparison).\n\n"
+            + markdown(["trainer", "SAE", "precision", f"steps of {BATCH} tokens", "tokens/s", "x ours", "FVU after"], table)
+            + ratio)
 
 
 def tests_part(device: str, quick: bool) -> str:
@@ -251,6 +287,8 @@ def main() -> None:
     parser.add_argument("--out", default=os.environ.get("OUT", "gpu_out"))
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--parts", default="patching,atp,sae,tests", help="comma-separated parts to run")
+    parser.add_argument("--saelens-path", default=None,
+                        help="site directory holding sae-lens and transformer-lens<4, for SAELens's trainer in the sae part")
     parser.add_argument("--corpus", default=None, help="token file (.npy) for the SAEs-at-scale part")
     parser.add_argument("--corpus-tokens", type=int, default=20_000_000)
     args = parser.parse_args()
@@ -267,7 +305,7 @@ def main() -> None:
     parts = {
         "patching": lambda: patching_part(model, task, args.device, 4 if args.quick else 24),
         "atp": lambda: atp_part(model, task, args.device),
-        "sae": lambda: sae_part(model, args.device, 2 if args.quick else 50),
+        "sae": lambda: sae_part(model, args.device, 2 if args.quick else 50, args.saelens_path),
         "tests": lambda: tests_part(args.device, args.quick),
     }
     if args.corpus:

@@ -202,6 +202,10 @@ def worker(kind: str, source: Path, steps: int, d_sae: int, threads: int, device
     tokens = _load_tokens(source)
     base = _rss_mb()
     result = train_rate(kind, tokens, steps, d_sae, device, warmup)
+    if kind == "saelens":
+        import sae_lens
+
+        result["version"] = sae_lens.__version__
     return {
         "kind": kind,
         "steps": steps,
@@ -213,6 +217,7 @@ def worker(kind: str, source: Path, steps: int, d_sae: int, threads: int, device
         "threads": threads,
         "device": device,
         "warmup": warmup,
+        **({"version": result["version"]} if "version" in result else {}),
     }
 
 
