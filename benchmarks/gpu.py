@@ -234,6 +234,34 @@ def sae_part(model, device: str, steps: int, saelens_path: str | None) -> str:
             + ratio)
 
 
+def steering_part(model, device: str, quick: bool) -> str:
+    from steering import NEW_TOKENS, PROMPT, generation, steering_layers
+
+    from interp.concepts.data import load_concept
+    from interp.steering import build_vectors, load_contrast
+
+    pairs, rounds, batch = (8, 1, 4) if quick else (None, 5, 32)
+    layer, layers = steering_layers(model.dims.n_layers)
+    contrast = load_contrast(ROOT / "data/steering/sentiment.jsonl").take(pairs)
+    sync(device)
+    start = time.perf_counter()
+    vectors = build_vectors(model, contrast, layers=layers)["mean_diff"]
+    sync(device)
+    built = time.perf_counter() - start
+    prompts = load_concept(ROOT / "data/concepts/random.jsonl").prompts[:batch]
+    tables = []
+    for label, chosen in ((f"one prompt ({PROMPT!r})", [PROMPT]), (f"{batch} prompts at once (left-padded)", prompts)):
+        rates = generation(model, vectors, chosen, rounds)
+        plain = rates[0][1]
+        tables.append(f"### {label}\n\n" + markdown(["contender", "tokens/s", "vs our plain generate"],
+                                                    [[name, f"{rate:,.1f}", f"{rate / plain:.2f}"] for name, rate in rates]))
+    return (f"Greedy generation, {NEW_TOKENS} new tokens per prompt, fastest of {rounds} interleaved rounds; tokens/s "
+            f"counts every prompt's new tokens. Vectors: mean difference of {len(contrast)} pairs of "
+            f"data/steering/sentiment.jsonl at layers {layers} (built in {built:.1f} s); one vector: layer {layer} at "
+            f"0.25 of its median token norm; {len(layers)} vectors: 0.1 each. The anchors take the same raw strength "
+            "at the same layer.\n\n" + "\n".join(tables))
+
+
 def tests_part(device: str, quick: bool) -> str:
     env = {**os.environ, "INTERP_TEST_DEVICE": device, "HF_HUB_OFFLINE": "1"}
     runs = [(["tests/test_sites.py", "-q"], 300)] if quick else [(["-m", "not slow", "-q"], 330), (["-m", "slow", "-q"], 150)]
@@ -286,7 +314,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="every part, small (a CPU smoke run)")
     parser.add_argument("--out", default=os.environ.get("OUT", "gpu_out"))
     parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--parts", default="patching,atp,sae,tests", help="comma-separated parts to run")
+    parser.add_argument("--parts", default="patching,atp,sae,steering,tcav,tests", help="comma-separated parts to run")
     parser.add_argument("--saelens-path", default=None,
                         help="site directory holding sae-lens and transformer-lens<4, for SAELens's trainer in the sae part")
     parser.add_argument("--corpus", default=None, help="token file (.npy) for the SAEs-at-scale part")
@@ -306,6 +334,7 @@ def main() -> None:
         "patching": lambda: patching_part(model, task, args.device, 4 if args.quick else 24),
         "atp": lambda: atp_part(model, task, args.device),
         "sae": lambda: sae_part(model, args.device, 2 if args.quick else 50, args.saelens_path),
+        "steering": lambda: steering_part(model, args.device, args.quick),
         "tests": lambda: tests_part(args.device, args.quick),
     }
     if args.corpus:
