@@ -262,6 +262,32 @@ def steering_part(model, device: str, quick: bool) -> str:
             "at the same layer.\n\n" + "\n".join(tables))
 
 
+def tcav_part(model, quick: bool) -> str:
+    from tcav import LENGTH, N_CONCEPT, N_TARGET, answer_token, compare
+
+    layers = list(range(model.dims.n_layers))
+    n_random, repeats = (2, 1) if quick else (10, 2)
+    for length in (LENGTH, 12, 16):  # a small tokenizer needs longer prompts for enough distinct ones
+        try:
+            result = compare(model, layers, n_random, repeats, length)
+            break
+        except SystemExit:
+            if length == 16:
+                raise
+    times = result["times"]
+    median = {side: sorted(values)[len(values) // 2] for side, values in times.items()}
+    rows = [[name, ", ".join(f"{t:.2f}" for t in times[side]), f"{median[side]:.2f}"]
+            for side, name in (("ours", "ours (every layer in one pass)"), ("captum", "captum TCAV (one layer at a time)"))]
+    return (f"One concept (French) against {n_random} random English sets of {N_CONCEPT} prompts, all {len(layers)} "
+            f"layers, {N_TARGET} target prompts scored by the logit of {answer_token(model)[1]!r}, every prompt {length} "
+            f"tokens; the same mean-difference CAV on the last token on both sides; {repeats} interleaved run(s) of "
+            "each side.\n\n"
+            + markdown(["side", "seconds per run", "median"], rows)
+            + f"\ncaptum / ours (medians): {median['captum'] / median['ours']:.2f}x\n\n"
+            f"Parity over every (random set, layer): largest sign_count difference {result['sign_diff']:.3g}; largest "
+            f"magnitude difference {result['mag_diff']:.3g} (magnitudes up to {result['mag_scale']:.3g}).\n")
+
+
 def tests_part(device: str, quick: bool) -> str:
     env = {**os.environ, "INTERP_TEST_DEVICE": device, "HF_HUB_OFFLINE": "1"}
     runs = [(["tests/test_sites.py", "-q"], 300)] if quick else [(["-m", "not slow", "-q"], 330), (["-m", "slow", "-q"], 150)]
@@ -335,6 +361,7 @@ def main() -> None:
         "atp": lambda: atp_part(model, task, args.device),
         "sae": lambda: sae_part(model, args.device, 2 if args.quick else 50, args.saelens_path),
         "steering": lambda: steering_part(model, args.device, args.quick),
+        "tcav": lambda: tcav_part(model, args.quick),
         "tests": lambda: tests_part(args.device, args.quick),
     }
     if args.corpus:
@@ -346,7 +373,7 @@ def main() -> None:
         start = time.perf_counter()
         try:
             text = header + parts[name]()
-        except Exception:  # noqa: BLE001 - one part failing must not lose the others' tables
+        except (Exception, SystemExit):  # noqa: BLE001 - one part failing must not lose the others' tables
             text = header + "failed:\n\n```\n" + traceback.format_exc() + "```\n"
         text += f"\n({time.perf_counter() - start:.0f} s)\n"
         (out / f"{name}.md").write_text(text)
