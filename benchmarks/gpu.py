@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import time
@@ -288,6 +289,25 @@ def tcav_part(model, quick: bool) -> str:
             f"magnitude difference {result['mag_diff']:.3g} (magnitudes up to {result['mag_scale']:.3g}).\n")
 
 
+def collection_errors(output: str) -> dict[str, list[str]]:
+    """Test files pytest could not collect, by reason (the last ``E`` line of each), from its ERRORS section."""
+    reasons: dict[str, str] = {}
+    current = None
+    for line in output.splitlines():
+        header = re.fullmatch(r"_+ ERROR collecting (\S+) _+", line)
+        if header:
+            current = header.group(1)
+            reasons[current] = "(no reason given)"
+        elif line.startswith(("_", "=")):
+            current = None
+        elif current and line.startswith("E   "):
+            reasons[current] = line[4:].strip().removeprefix("ModuleNotFoundError: ")
+    groups: dict[str, list[str]] = {}
+    for path, reason in reasons.items():
+        groups.setdefault(reason, []).append(path)
+    return groups
+
+
 def tests_part(device: str, quick: bool) -> str:
     env = {**os.environ, "INTERP_TEST_DEVICE": device, "HF_HUB_OFFLINE": "1"}
     runs = [(["tests/test_sites.py", "-q"], 300)] if quick else [(["-m", "not slow", "-q"], 330), (["-m", "slow", "-q"], 150)]
@@ -295,15 +315,21 @@ def tests_part(device: str, quick: bool) -> str:
     for extra, limit in runs:
         start = time.perf_counter()
         try:
-            done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *extra], cwd=ROOT, env=env,
-                                  capture_output=True, text=True, check=False, timeout=limit)
+            done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--continue-on-collection-errors",
+                                   *extra], cwd=ROOT, env=env, capture_output=True, text=True, check=False, timeout=limit)
             output, code = done.stdout, done.returncode
         except subprocess.TimeoutExpired as expired:
             output = expired.stdout.decode() if isinstance(expired.stdout, bytes) else (expired.stdout or "")
             code = f"timed out after {limit} s"
         summary = (output.strip().splitlines() or ["(no output)"])[-1]
         rows.append([" ".join(extra), code, summary, f"{time.perf_counter() - start:.0f}"])
-        failures = [line for line in output.splitlines() if line.startswith(("FAILED", "ERROR"))]
+        uncollected = collection_errors(output)
+        for reason, paths in uncollected.items():
+            listed = ", ".join(paths[:3]) + (", ..." if len(paths) > 3 else "")
+            rows.append(["", "", f"not collected there: {reason} ({len(paths)} file{'s' * (len(paths) != 1)}: {listed})", ""])
+        skipped = {path for paths in uncollected.values() for path in paths}
+        failures = [line for line in output.splitlines()
+                    if line.startswith(("FAILED", "ERROR")) and (line.split() + [""])[1] not in skipped]
         rows += [["", "", line[:200], ""] for line in failures[:40]]
     return f"INTERP_TEST_DEVICE={device}\n\n" + markdown(["pytest", "exit", "summary", "seconds"], rows)
 
