@@ -1,9 +1,10 @@
-"""The GPU measurements, side by side in one run: patching sweeps, AtP, SAE training, the test suite on CUDA.
+"""The GPU measurements, side by side in one run: patching sweeps, AtP, SAE training, steered generation, TCAV, the test suite.
 
 One prepared script for a machine with a GPU (planned to finish in under 10 minutes on one H200);
 ``--device cpu --quick`` runs every part small on a CPU, to know it works before a GPU is lent.
 
-Parts (each writes a Markdown table into ``--out``, default ``$OUT`` or ``./gpu_out``):
+Parts (``--parts``, all but ``corpus`` by default; each writes a Markdown table into ``--out``,
+default ``$OUT`` or ``./gpu_out``; one part failing leaves the others' tables):
 
 1. ``patching.md``: ``resid_pre`` by (layer, position) and ``head_z`` by (layer, head) on 32 IOI
    pairs, SmolLM2-135M-Instruct: ours (:func:`interp.patching.patch_sweep`, rows per forward sized
@@ -12,19 +13,33 @@ Parts (each writes a Markdown table into ``--out``, default ``$OUT`` or ``./gpu_
 2. ``atp.md``: attribution patching on the same sweeps, ours (:func:`interp.attribution.atp`) vs the
    same two forwards and one backward written with TransformerLens hooks, with the correlation of
    the two estimates;
-3. ``sae.md``: SAE training tokens/s on the same cached activations (TopK, width 16x, bf16 autocast
-   with float32 master weights on CUDA); SAELens's trainer when it is importable (else said so);
-4. ``tests.md``: ``pytest -m "not slow"`` with ``INTERP_TEST_DEVICE`` set to the device (the shared
-   model fixtures load there), then the slow default-model tests (not in ``--quick``);
-5. ``--corpus TOKENS.npy`` (optional): SAEs at scale on a token file (see
+3. ``sae.md``: SAE training tokens/s on the same cached activations (middle-layer ``resid_post``,
+   TopK k=32, width 16x, batches of 4,096 tokens, one warm-up step, bf16 autocast with float32
+   master weights on CUDA): ours against SAELens's ``SAETrainer`` + ``TopKTrainingSAE``, which runs in
+   a child process from ``--saelens-path DIR`` (a site directory holding sae-lens and
+   transformer-lens < 4, which cannot share this environment), with the ratio and each SAE's FVU;
+4. ``steering.md``: greedy generation tokens/s (24 new tokens), one prompt and 32 prompts at once:
+   our ``generate`` plain and under one and three vectors (mean difference of the sentiment pairs),
+   Hugging Face ``generate`` plain, under a steering-vectors hook and under repeng's ``ControlModel``
+   (``benchmarks/steering.py``'s contenders);
+5. ``tcav.md``: CAVs + TCAV over every layer, ours vs captum's ``TCAV`` (``benchmarks/tcav.py``:
+   French against 10 random sets), seconds of each and the parity of their scores;
+6. ``tests.md``: ``pytest -m "not slow"`` with ``INTERP_TEST_DEVICE`` set to the device (the shared
+   model fixtures load there), then the slow default-model tests (not in ``--quick``); test files
+   that cannot be collected there (a missing optional package) are listed by reason;
+7. ``--corpus TOKENS.npy`` (optional): SAEs at scale on a token file (see
    ``benchmarks/build_corpus.py``): TopK and top-AFA SAEs in the top-AFA paper's regime (per-token
    standardised inputs, no ``k_max``, its lambda sweep, width 16x) through ``interp.sae.train``;
    writes ``corpus.md`` with FVU, CE recovered and L0 of each, and tokens/s.
 
 Usage::
 
-    HF_HUB_OFFLINE=1 python benchmarks/gpu.py --device cuda [--corpus data/corpus/tokens.npy --corpus-tokens 20000000]
+    HF_HUB_OFFLINE=1 python benchmarks/gpu.py --device cuda --saelens-path /opt/saelens-site \\
+        [--corpus data/corpus/tokens.npy --corpus-tokens 20000000]
     HF_HUB_OFFLINE=1 python benchmarks/gpu.py --device cpu --quick        # a smoke run
+
+``--saelens-path`` is made with ``pip install --no-deps --target DIR sae-lens "transformer-lens<4"
+better-abc simple-parsing docstring-parser``; the rest of SAELens's imports come from this environment.
 """
 
 from __future__ import annotations
