@@ -45,6 +45,7 @@ better-abc simple-parsing docstring-parser``; the rest of SAELens's imports come
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import subprocess
@@ -269,8 +270,9 @@ def steering_part(model, device: str, quick: bool) -> str:
     for label, chosen in ((f"one prompt ({PROMPT!r})", [PROMPT]), (f"{batch} prompts at once (left-padded)", prompts)):
         rates = generation(model, vectors, chosen, rounds)
         plain = rates[0][1]
-        tables.append(f"### {label}\n\n" + markdown(["contender", "tokens/s", "vs our plain generate"],
-                                                    [[name, f"{rate:,.1f}", f"{rate / plain:.2f}"] for name, rate in rates]))
+        rows = [[name, "not run: its package does not import here", "-"] if math.isnan(rate)
+                else [name, f"{rate:,.1f}", f"{rate / plain:.2f}"] for name, rate in rates]
+        tables.append(f"### {label}\n\n" + markdown(["contender", "tokens/s", "vs our plain generate"], rows))
     return (f"Greedy generation, {NEW_TOKENS} new tokens per prompt, fastest of {rounds} interleaved rounds; tokens/s "
             f"counts every prompt's new tokens. Vectors: mean difference of {len(contrast)} pairs of "
             f"data/steering/sentiment.jsonl at layers {layers} (built in {built:.1f} s); one vector: layer {layer} at "

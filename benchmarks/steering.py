@@ -82,16 +82,22 @@ def generation(model: interp.Model, vectors, prompts: list[str] | None = None, r
     """Greedy tokens/s of each contender over ``prompts`` (one batch; ``[PROMPT]`` by default), fastest of ``rounds``.
 
     ``vectors`` holds the layers of :func:`steering_layers`; tokens/s counts every row's new tokens.
+    An anchor whose package does not import is not run: its rate is NaN.
     """
-    import repeng
-
     from interp.steering import to_steering_vector
 
+    try:
+        import repeng
+    except ImportError:
+        repeng = None
     prompts = prompts or [PROMPT]
     layer, layers = steering_layers(model.dims.n_layers)
     one = steer(vectors, 0.25, "norm", layers=[layer])
     three = steer(vectors, 0.1, "norm", layers=layers)
-    sv = to_steering_vector(vectors.select([layer]))
+    try:
+        sv = to_steering_vector(vectors.select([layer]))
+    except ImportError:
+        sv = None
     text = prompts[0] if len(prompts) == 1 else prompts
     inputs = model.tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left").to(model.device)
     hf_kwargs = dict(max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, do_sample=False, pad_token_id=model.tokenizer.eos_token_id)
@@ -114,14 +120,15 @@ def generation(model: interp.Model, vectors, prompts: list[str] | None = None, r
         "ours: 1 vector": lambda: model.generate(text, one, max_new_tokens=NEW_TOKENS),
         f"ours: {len(layers)} vectors": lambda: model.generate(text, three, max_new_tokens=NEW_TOKENS),
         "HF generate, no vector": lambda: model.hf.generate(**inputs, **hf_kwargs),
-        "steering-vectors: 1 vector (HF generate)": sv_generate,
-        "repeng: 1 vector (HF generate)": repeng_generate,
+        "steering-vectors: 1 vector (HF generate)": sv_generate if sv is not None else None,
+        "repeng: 1 vector (HF generate)": repeng_generate if repeng is not None else None,
     }
-    best = {name: float("inf") for name in contenders}
+    best = {name: float("inf") if fn is not None else float("nan") for name, fn in contenders.items()}
     with torch.no_grad():
         for _ in range(rounds):
             for name, fn in contenders.items():
-                best[name] = min(best[name], timed(fn)[0])
+                if fn is not None:
+                    best[name] = min(best[name], timed(fn)[0])
     return [(name, len(prompts) * NEW_TOKENS / seconds) for name, seconds in best.items()]
 
 
