@@ -1,9 +1,10 @@
-"""The GPU measurements, side by side in one run: patching sweeps, AtP, SAE training, the test suite on CUDA.
+"""The GPU measurements, side by side in one run: patching sweeps, AtP, SAE training, steered generation, TCAV, the test suite.
 
 One prepared script for a machine with a GPU (planned to finish in under 10 minutes on one H200);
 ``--device cpu --quick`` runs every part small on a CPU, to know it works before a GPU is lent.
 
-Parts (each writes a Markdown table into ``--out``, default ``$OUT`` or ``./gpu_out``):
+Parts (``--parts``, all but ``corpus`` by default; each writes a Markdown table into ``--out``,
+default ``$OUT`` or ``./gpu_out``; one part failing leaves the others' tables):
 
 1. ``patching.md``: ``resid_pre`` by (layer, position) and ``head_z`` by (layer, head) on 32 IOI
    pairs, SmolLM2-135M-Instruct: ours (:func:`interp.patching.patch_sweep`, rows per forward sized
@@ -12,26 +13,41 @@ Parts (each writes a Markdown table into ``--out``, default ``$OUT`` or ``./gpu_
 2. ``atp.md``: attribution patching on the same sweeps, ours (:func:`interp.attribution.atp`) vs the
    same two forwards and one backward written with TransformerLens hooks, with the correlation of
    the two estimates;
-3. ``sae.md``: SAE training tokens/s on the same cached activations (TopK, width 16x, bf16 autocast
-   with float32 master weights on CUDA); SAELens's trainer when it is importable (else said so);
-4. ``tests.md``: ``pytest -m "not slow"`` with ``INTERP_TEST_DEVICE`` set to the device (the shared
-   model fixtures load there), then the slow default-model tests (not in ``--quick``);
-5. ``--corpus TOKENS.npy`` (optional): SAEs at scale on a token file (see
+3. ``sae.md``: SAE training tokens/s on the same cached activations (middle-layer ``resid_post``,
+   TopK k=32, width 16x, batches of 4,096 tokens, one warm-up step, bf16 autocast with float32
+   master weights on CUDA): ours against SAELens's ``SAETrainer`` + ``TopKTrainingSAE``, which runs in
+   a child process from ``--saelens-path DIR`` (a site directory holding sae-lens and
+   transformer-lens < 4, which cannot share this environment), with the ratio and each SAE's FVU;
+4. ``steering.md``: greedy generation tokens/s (24 new tokens), one prompt and 32 prompts at once:
+   our ``generate`` plain and under one and three vectors (mean difference of the sentiment pairs),
+   Hugging Face ``generate`` plain, under a steering-vectors hook and under repeng's ``ControlModel``
+   (``benchmarks/steering.py``'s contenders);
+5. ``tcav.md``: CAVs + TCAV over every layer, ours vs captum's ``TCAV`` (``benchmarks/tcav.py``:
+   French against 10 random sets), seconds of each and the parity of their scores;
+6. ``tests.md``: ``pytest -m "not slow"`` with ``INTERP_TEST_DEVICE`` set to the device (the shared
+   model fixtures load there), then the slow default-model tests (not in ``--quick``); test files
+   that cannot be collected there (a missing optional package) are listed by reason;
+7. ``--corpus TOKENS.npy`` (optional): SAEs at scale on a token file (see
    ``benchmarks/build_corpus.py``): TopK and top-AFA SAEs in the top-AFA paper's regime (per-token
    standardised inputs, no ``k_max``, its lambda sweep, width 16x) through ``interp.sae.train``;
    writes ``corpus.md`` with FVU, CE recovered and L0 of each, and tokens/s.
 
 Usage::
 
-    HF_HUB_OFFLINE=1 python benchmarks/gpu.py --device cuda [--corpus data/corpus/tokens.npy --corpus-tokens 20000000]
+    HF_HUB_OFFLINE=1 python benchmarks/gpu.py --device cuda --saelens-path /opt/saelens-site \\
+        [--corpus data/corpus/tokens.npy --corpus-tokens 20000000]
     HF_HUB_OFFLINE=1 python benchmarks/gpu.py --device cpu --quick        # a smoke run
+
+``--saelens-path`` is made with ``pip install --no-deps --target DIR sae-lens "transformer-lens<4"
+better-abc simple-parsing docstring-parser``; the rest of SAELens's imports come from this environment.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -166,36 +182,147 @@ def atp_part(model, task, device: str) -> str:
     return markdown(["sweep", "ours (s)", "TransformerLens hooks (s)", "TL / ours", "correlation of estimates"], rows)
 
 
-def sae_part(model, device: str, steps: int) -> str:
+def saelens_rate(tokens: torch.Tensor, steps: int, d_sae: int, device: str, saelens_path: str | None) -> dict | str:
+    """SAELens's trainer on ``tokens`` in a child process (``benchmarks/sae_train.py --worker saelens``).
+
+    SAELens pins transformer-lens < 4, so it cannot share this environment: the child's
+    ``PYTHONPATH`` starts with ``saelens_path``, a site directory holding sae-lens and
+    transformer-lens < 4. The tokens travel through a temporary safetensors file; the child prints
+    one JSON line. Returns that dict, or a line saying why it did not run.
+    """
+    import json
+    import tempfile
+
+    from safetensors.torch import save_file
+
+    if not saelens_path:
+        return "not run: give --saelens-path DIR, a site directory holding sae-lens and transformer-lens<4"
+    if not Path(saelens_path).is_dir():
+        return f"not run: --saelens-path {saelens_path} is not a directory"
+    with tempfile.TemporaryDirectory() as directory:
+        file = Path(directory) / "acts.safetensors"
+        save_file({"acts": tokens.detach().float().cpu().contiguous()}, str(file))
+        paths = [saelens_path] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.pathsep.join(paths)}
+        command = [sys.executable, str(ROOT / "benchmarks" / "sae_train.py"), "--worker", "saelens", "--cache", str(file),
+                   "--steps", str(steps), "--warmup", "1", "--device", device, "--d-sae", str(d_sae),
+                   "--threads", str(torch.get_num_threads())]
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, env=env, check=False, timeout=300)
+        except subprocess.TimeoutExpired:
+            return "failed: the SAELens child ran past 300 s"
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines()
+        return f"failed (exit {done.returncode}): {lines[-1][:200] if lines else 'no stderr'}"
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def sae_part(model, device: str, steps: int, saelens_path: str | None) -> str:
+    from sae_train import BATCH, K, train_rate
+
     from interp.activations import ALL, extract
-    from interp.sae import SAE, OptimConfig, SAEConfig, SAETrainer, TopKConfig
-    from interp.sae.store import ActivationBatch
     from interp.sae.tokens import DemoSource, load_tokens
 
     site = f"blocks.{model.dims.n_layers // 2}.hook_resid_post"
     rows = load_tokens(DemoSource(), model.tokenizer, 128).ids[: 64 if steps <= 3 else 512]
     acts = extract(model, torch.as_tensor(rows, dtype=torch.long), [site], ALL).acts[site].reshape(-1, model.dims.d_model)
-    acts = acts.float().to(device)
-    batch = 4096
-    d_sae = 16 * model.dims.d_model
-    sae = SAE.create(SAEConfig(d_in=model.dims.d_model, d_sae=d_sae, activation=TopKConfig(k=32), site=site))
-    trainer = SAETrainer({"topk": sae}, OptimConfig(warmup_steps=0), steps + 1, device)
     order = torch.randperm(acts.shape[0], generator=torch.Generator().manual_seed(0))
-    batches = [acts[order[(i * batch) % (len(order) - batch):][:batch]] for i in range(steps + 1)]
-    trainer.step(ActivationBatch(0, {site: batches[0]}, None))  # warm-up (kernels, b_dec initialisation)
+    tokens = acts.float()[order.to(acts.device)].to(device).contiguous()  # one fixed order, read alike by both trainers
+    d_sae = 16 * model.dims.d_model
+    precision = "bf16 autocast, float32 master weights" if device.startswith("cuda") else "float32"
+    ours = train_rate("ours", tokens, steps, d_sae, device, warmup=1)
+    theirs = saelens_rate(tokens, steps, d_sae, device, saelens_path)
+    shape = f"TopK k={K}, d_sae {d_sae}"
+    table = [["ours (interp SAETrainer)", shape, precision, steps, f"{ours['tokens_per_second']:,.0f}", "1.00",
+              f"{ours['fvu_first_batch']:.3f}"]]
+    if isinstance(theirs, str):
+        table.append(["SAELens", "-", "-", "-", theirs, "-", "-"])
+        ratio = ""
+    else:
+        table.append([f"SAELens {theirs.get('version', '')} SAETrainer + TopKTrainingSAE", shape, precision, theirs["steps"],
+                      f"{theirs['tokens_per_second']:,.0f}", f"{theirs['tokens_per_second'] / ours['tokens_per_second']:.2f}",
+                      f"{theirs['fvu_first_batch']:.3f}"])
+        ratio = f"\nours / SAELens tokens/s: {ours['tokens_per_second'] / theirs['tokens_per_second']:.2f}x\n"
+    return (f"{len(tokens):,} cached activations of {site} (demo corpus, 128-token rows, one fixed random order); "
+            f"batches of {BATCH} tokens, Adam lr 4e-4, one warm-up step before the timed steps; SAELens in its own "
+            "process on the same activations. FVU: both SAEs on the first batch after training, float32 (the two "
+            "inits differ: a sanity check, not a quality comparison).\n\n"
+            + markdown(["trainer", "SAE", "precision", f"steps of {BATCH} tokens", "tokens/s", "x ours", "FVU after"], table)
+            + ratio)
+
+
+def steering_part(model, device: str, quick: bool) -> str:
+    from steering import NEW_TOKENS, PROMPT, generation, steering_layers
+
+    from interp.concepts.data import load_concept
+    from interp.steering import build_vectors, load_contrast
+
+    pairs, rounds, batch = (8, 1, 4) if quick else (None, 5, 32)
+    layer, layers = steering_layers(model.dims.n_layers)
+    contrast = load_contrast(ROOT / "data/steering/sentiment.jsonl").take(pairs)
     sync(device)
     start = time.perf_counter()
-    for i in range(1, steps + 1):
-        trainer.step(ActivationBatch(i, {site: batches[i]}, None))
+    vectors = build_vectors(model, contrast, layers=layers)["mean_diff"]
     sync(device)
-    rate = steps * batch / (time.perf_counter() - start)
-    precision = "bf16 autocast, float32 master weights" if device.startswith("cuda") else "float32"
-    rows = [["ours (SAETrainer)", f"TopK k=32, d_sae {d_sae}", precision, steps, f"{rate:,.0f}"]]
-    if importlib.util.find_spec("sae_lens") is None:
-        rows.append(["SAELens", "-", "-", "-", "not importable here (pip install sae-lens)"])
-    else:
-        rows.append(["SAELens", "-", "-", "-", "installed; its trainer on these activations is not wired into this script yet"])
-    return markdown(["trainer", "SAE", "precision", "steps of 4096 tokens", "tokens/s"], rows)
+    built = time.perf_counter() - start
+    prompts = load_concept(ROOT / "data/concepts/random.jsonl").prompts[:batch]
+    tables = []
+    for label, chosen in ((f"one prompt ({PROMPT!r})", [PROMPT]), (f"{batch} prompts at once (left-padded)", prompts)):
+        rates = generation(model, vectors, chosen, rounds)
+        plain = rates[0][1]
+        rows = [[name, "not run: its package does not import here", "-"] if math.isnan(rate)
+                else [name, f"{rate:,.1f}", f"{rate / plain:.2f}"] for name, rate in rates]
+        tables.append(f"### {label}\n\n" + markdown(["contender", "tokens/s", "vs our plain generate"], rows))
+    return (f"Greedy generation, {NEW_TOKENS} new tokens per prompt, fastest of {rounds} interleaved rounds; tokens/s "
+            f"counts every prompt's new tokens. Vectors: mean difference of {len(contrast)} pairs of "
+            f"data/steering/sentiment.jsonl at layers {layers} (built in {built:.1f} s); one vector: layer {layer} at "
+            f"0.25 of its median token norm; {len(layers)} vectors: 0.1 each. The anchors take the same raw strength "
+            "at the same layer.\n\n" + "\n".join(tables))
+
+
+def tcav_part(model, quick: bool) -> str:
+    from tcav import LENGTH, N_CONCEPT, N_TARGET, answer_token, compare
+
+    layers = list(range(model.dims.n_layers))
+    n_random, repeats = (2, 1) if quick else (10, 2)
+    for length in (LENGTH, 12, 16):  # a small tokenizer needs longer prompts for enough distinct ones
+        try:
+            result = compare(model, layers, n_random, repeats, length)
+            break
+        except SystemExit:
+            if length == 16:
+                raise
+    times = result["times"]
+    median = {side: sorted(values)[len(values) // 2] for side, values in times.items()}
+    rows = [[name, ", ".join(f"{t:.2f}" for t in times[side]), f"{median[side]:.2f}"]
+            for side, name in (("ours", "ours (every layer in one pass)"), ("captum", "captum TCAV (one layer at a time)"))]
+    return (f"One concept (French) against {n_random} random English sets of {N_CONCEPT} prompts, all {len(layers)} "
+            f"layers, {N_TARGET} target prompts scored by the logit of {answer_token(model)[1]!r}, every prompt {length} "
+            f"tokens; the same mean-difference CAV on the last token on both sides; {repeats} interleaved run(s) of "
+            "each side.\n\n"
+            + markdown(["side", "seconds per run", "median"], rows)
+            + f"\ncaptum / ours (medians): {median['captum'] / median['ours']:.2f}x\n\n"
+            f"Parity over every (random set, layer): largest sign_count difference {result['sign_diff']:.3g}; largest "
+            f"magnitude difference {result['mag_diff']:.3g} (magnitudes up to {result['mag_scale']:.3g}).\n")
+
+
+def collection_errors(output: str) -> dict[str, list[str]]:
+    """Test files pytest could not collect, by reason (the last ``E`` line of each), from its ERRORS section."""
+    reasons: dict[str, str] = {}
+    current = None
+    for line in output.splitlines():
+        header = re.fullmatch(r"_+ ERROR collecting (\S+) _+", line)
+        if header:
+            current = header.group(1)
+            reasons[current] = "(no reason given)"
+        elif line.startswith(("_", "=")):
+            current = None
+        elif current and line.startswith("E   "):
+            reasons[current] = line[4:].strip().removeprefix("ModuleNotFoundError: ")
+    groups: dict[str, list[str]] = {}
+    for path, reason in reasons.items():
+        groups.setdefault(reason, []).append(path)
+    return groups
 
 
 def tests_part(device: str, quick: bool) -> str:
@@ -205,15 +332,21 @@ def tests_part(device: str, quick: bool) -> str:
     for extra, limit in runs:
         start = time.perf_counter()
         try:
-            done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *extra], cwd=ROOT, env=env,
-                                  capture_output=True, text=True, check=False, timeout=limit)
+            done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--continue-on-collection-errors",
+                                   *extra], cwd=ROOT, env=env, capture_output=True, text=True, check=False, timeout=limit)
             output, code = done.stdout, done.returncode
         except subprocess.TimeoutExpired as expired:
             output = expired.stdout.decode() if isinstance(expired.stdout, bytes) else (expired.stdout or "")
             code = f"timed out after {limit} s"
         summary = (output.strip().splitlines() or ["(no output)"])[-1]
         rows.append([" ".join(extra), code, summary, f"{time.perf_counter() - start:.0f}"])
-        failures = [line for line in output.splitlines() if line.startswith(("FAILED", "ERROR"))]
+        uncollected = collection_errors(output)
+        for reason, paths in uncollected.items():
+            listed = ", ".join(paths[:3]) + (", ..." if len(paths) > 3 else "")
+            rows.append(["", "", f"not collected there: {reason} ({len(paths)} file{'s' * (len(paths) != 1)}: {listed})", ""])
+        skipped = {path for paths in uncollected.values() for path in paths}
+        failures = [line for line in output.splitlines()
+                    if line.startswith(("FAILED", "ERROR")) and (line.split() + [""])[1] not in skipped]
         rows += [["", "", line[:200], ""] for line in failures[:40]]
     return f"INTERP_TEST_DEVICE={device}\n\n" + markdown(["pytest", "exit", "summary", "seconds"], rows)
 
@@ -250,7 +383,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="every part, small (a CPU smoke run)")
     parser.add_argument("--out", default=os.environ.get("OUT", "gpu_out"))
     parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--parts", default="patching,atp,sae,tests", help="comma-separated parts to run")
+    parser.add_argument("--parts", default="patching,atp,sae,steering,tcav,tests", help="comma-separated parts to run")
+    parser.add_argument("--saelens-path", default=None,
+                        help="site directory holding sae-lens and transformer-lens<4, for SAELens's trainer in the sae part")
     parser.add_argument("--corpus", default=None, help="token file (.npy) for the SAEs-at-scale part")
     parser.add_argument("--corpus-tokens", type=int, default=20_000_000)
     args = parser.parse_args()
@@ -267,7 +402,9 @@ def main() -> None:
     parts = {
         "patching": lambda: patching_part(model, task, args.device, 4 if args.quick else 24),
         "atp": lambda: atp_part(model, task, args.device),
-        "sae": lambda: sae_part(model, args.device, 2 if args.quick else 50),
+        "sae": lambda: sae_part(model, args.device, 2 if args.quick else 50, args.saelens_path),
+        "steering": lambda: steering_part(model, args.device, args.quick),
+        "tcav": lambda: tcav_part(model, args.quick),
         "tests": lambda: tests_part(args.device, args.quick),
     }
     if args.corpus:
@@ -279,7 +416,7 @@ def main() -> None:
         start = time.perf_counter()
         try:
             text = header + parts[name]()
-        except Exception:  # noqa: BLE001 - one part failing must not lose the others' tables
+        except (Exception, SystemExit):  # noqa: BLE001 - one part failing must not lose the others' tables
             text = header + "failed:\n\n```\n" + traceback.format_exc() + "```\n"
         text += f"\n({time.perf_counter() - start:.0f} s)\n"
         (out / f"{name}.md").write_text(text)

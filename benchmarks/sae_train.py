@@ -118,53 +118,106 @@ def _cached_tokens(cache_dir: Path) -> np.ndarray:
     return tokens[np.random.default_rng(0).permutation(len(tokens))]
 
 
-def _batches(tokens: np.ndarray, steps: int):
+def _load_tokens(source: Path) -> np.ndarray | torch.Tensor:
+    """Training tokens from our activation cache directory, or the float32 tensor ``acts`` of a safetensors file."""
+    if source.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(source))["acts"].float()
+    return _cached_tokens(source)
+
+
+def _batches(tokens: np.ndarray | torch.Tensor, steps: int):
+    if len(tokens) <= BATCH:
+        raise SystemExit(f"{len(tokens)} tokens: need more than one batch of {BATCH}")
     for step in range(steps):
         start = (step * BATCH) % (len(tokens) - BATCH)
-        yield torch.from_numpy(tokens[start : start + BATCH])
+        yield torch.as_tensor(tokens[start : start + BATCH])
 
 
-def worker(kind: str, cache_dir: Path, steps: int, d_sae: int, threads: int) -> dict:
-    torch.set_num_threads(threads)
-    tokens = _cached_tokens(cache_dir)
-    base = _rss_mb()
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def train_rate(kind: str, tokens: np.ndarray | torch.Tensor, steps: int, d_sae: int, device: str = "cpu", warmup: int = 0) -> dict:
+    """Train one TopK SAE (k ``K``, batch ``BATCH``, lr ``LR``) on ``warmup + steps`` batches of ``tokens``.
+
+    ``kind`` is ``"ours"`` or ``"saelens"`` (its ``SAETrainer`` with ``TopKTrainingSAE``). Both read
+    the same batches in the same order, on ``device``; on CUDA both train under bfloat16 autocast
+    with float32 weights. Tokens/s counts the ``steps`` batches after the ``warmup`` ones. Returns
+    tokens/s, seconds, ``final_fvu`` (ours: the last step's training FVU; SAELens: the first batch
+    after training) and ``fvu_first_batch`` (both: the first batch after training, float32).
+    """
+    d_in, total = tokens.shape[1], warmup + steps
+    if device != "cpu" and isinstance(tokens, torch.Tensor):
+        tokens = tokens.to(device)
+    marks = [0.0]
+
+    def timed(batches):
+        for i, x in enumerate(batches):
+            if warmup and i == warmup:
+                _sync(device)
+                marks[0] = time.perf_counter()
+            yield x
+
     if kind == "ours":
         from interp.sae import SAE, OptimConfig, SAEConfig, SAETrainer, TopKConfig
         from interp.sae.store import ActivationBatch
 
-        sae = SAE.create(SAEConfig(d_in=D_IN, d_sae=d_sae, activation=TopKConfig(k=K), site="s"))
-        trainer = SAETrainer({"s": sae}, OptimConfig(lr=LR, warmup_steps=0, dead_after_tokens=BATCH * 5), steps)
-        start = time.perf_counter()
-        trainer.fit(ActivationBatch(index=i, acts={"s": x}, grads=None) for i, x in enumerate(_batches(tokens, steps)))
-        seconds = time.perf_counter() - start
-        fvu = trainer.slots["s"].history[-1].fvu
+        sae = SAE.create(SAEConfig(d_in=d_in, d_sae=d_sae, activation=TopKConfig(k=K), site="s"))
+        trainer = SAETrainer({"s": sae}, OptimConfig(lr=LR, warmup_steps=0, dead_after_tokens=BATCH * 5), total, device)
+        marks[0] = time.perf_counter()
+        trainer.fit(ActivationBatch(index=i, acts={"s": x}, grads=None) for i, x in enumerate(timed(_batches(tokens, total))))
+        _sync(device)
+        seconds = time.perf_counter() - marks[0]
+        sae, fvu = trainer.slots["s"].sae, trainer.slots["s"].history[-1].fvu
     else:
         from sae_lens import TopKTrainingSAEConfig
         from sae_lens.config import SAETrainerConfig
         from sae_lens.saes.topk_sae import TopKTrainingSAE
         from sae_lens.training.sae_trainer import SAETrainer as LensTrainer
 
-        sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=D_IN, d_sae=d_sae, k=K))
+        sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=d_in, d_sae=d_sae, k=K, device=device))
         config = SAETrainerConfig(
-            total_training_samples=steps * BATCH, train_batch_size_samples=BATCH, lr=LR, lr_end=LR, device="cpu",
-            dead_feature_window=5, feature_sampling_window=10**6, n_batches_for_norm_estimate=1,
+            total_training_samples=total * BATCH, train_batch_size_samples=BATCH, lr=LR, lr_end=LR, device=device,
+            autocast=device.startswith("cuda"), dead_feature_window=5, feature_sampling_window=10**6,
+            n_batches_for_norm_estimate=1,
         )
-        trainer = LensTrainer(config, sae, data_provider=_batches(tokens, steps))
-        start = time.perf_counter()
+        trainer = LensTrainer(config, sae, data_provider=timed(_batches(tokens, total)))
+        marks[0] = time.perf_counter()
         trainer.fit()
-        seconds = time.perf_counter() - start
-        with torch.no_grad():
-            x = next(_batches(tokens, 1))
-            out = sae(x)
-            fvu = float((out - x).pow(2).sum() / (x - x.mean(0)).pow(2).sum())
+        _sync(device)
+        seconds = time.perf_counter() - marks[0]
+        fvu = None
+    with torch.no_grad():
+        x = next(_batches(tokens, 1)).to(device)
+        first = float((sae(x).float() - x).pow(2).sum() / (x - x.mean(0)).pow(2).sum())
+    return {"tokens_per_second": steps * BATCH / seconds, "seconds": seconds,
+            "final_fvu": first if fvu is None else fvu, "fvu_first_batch": first}
+
+
+def worker(kind: str, source: Path, steps: int, d_sae: int, threads: int, device: str = "cpu", warmup: int = 0) -> dict:
+    torch.set_num_threads(threads)
+    tokens = _load_tokens(source)
+    base = _rss_mb()
+    result = train_rate(kind, tokens, steps, d_sae, device, warmup)
+    if kind == "saelens":
+        import sae_lens
+
+        result["version"] = sae_lens.__version__
     return {
         "kind": kind,
         "steps": steps,
-        "tokens_per_second": steps * BATCH / seconds,
-        "seconds": seconds,
+        "tokens_per_second": result["tokens_per_second"],
+        "seconds": result["seconds"],
         "peak_rss_delta_mb": _peak_mb() - base,
-        "final_fvu": fvu,
+        "final_fvu": result["final_fvu"],
+        "fvu_first_batch": result["fvu_first_batch"],
         "threads": threads,
+        "device": device,
+        "warmup": warmup,
+        **({"version": result["version"]} if "version" in result else {}),
     }
 
 
@@ -254,11 +307,13 @@ def main() -> None:
     parser.add_argument("--training-tokens", type=int, default=None, help="override the top-AFA/TopK budget")
     parser.add_argument("--k-max", type=int, default=None, help="override the top-AFA config's k_max")
     parser.add_argument("--worker", choices=["ours", "saelens"], help=argparse.SUPPRESS)
-    parser.add_argument("--cache", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--cache", type=Path, help=argparse.SUPPRESS)  # a cache directory or a .safetensors file
+    parser.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
+    parser.add_argument("--warmup", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--d-sae", type=int, default=4096)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.cache, args.steps, args.d_sae, args.threads)))
+        print(json.dumps(worker(args.worker, args.cache, args.steps, args.d_sae, args.threads, args.device, args.warmup)))
         return
     print(f"load average at start: {os.getloadavg()}; torch {torch.__version__}; {os.cpu_count()} logical cores")
     for part in args.part or ["kernels", "throughput", "afa"]:

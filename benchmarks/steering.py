@@ -47,9 +47,20 @@ NEGATIVE = [" bad", " terrible", " awful", " horrible", " boring", " worst", " p
 
 
 def timed(fn) -> tuple[float, object]:
+    """Seconds of ``fn()`` (waiting for queued CUDA work on both sides) and its value."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
     start = time.perf_counter()
     value = fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
     return time.perf_counter() - start, value
+
+
+def steering_layers(n_layers: int) -> tuple[int, list[int]]:
+    """The layer of the one-vector contender and the layers of the three-vector one: 15 and 9, 15, 21 of 30."""
+    middle, step = n_layers // 2, max(1, n_layers // 5)
+    return middle, sorted({min(max(layer, 0), n_layers - 1) for layer in (middle - step, middle, middle + step)})
 
 
 def extraction(model: interp.Model) -> list[tuple[str, float]]:
@@ -67,22 +78,35 @@ def extraction(model: interp.Model) -> list[tuple[str, float]]:
     return rows
 
 
-def generation(model: interp.Model, vectors) -> list[tuple[str, float]]:
-    import repeng
+def generation(model: interp.Model, vectors, prompts: list[str] | None = None, rounds: int = ROUNDS) -> list[tuple[str, float]]:
+    """Greedy tokens/s of each contender over ``prompts`` (one batch; ``[PROMPT]`` by default), fastest of ``rounds``.
 
+    ``vectors`` holds the layers of :func:`steering_layers`; tokens/s counts every row's new tokens.
+    An anchor whose package does not import is not run: its rate is NaN.
+    """
     from interp.steering import to_steering_vector
 
-    one = steer(vectors, 0.25, "norm", layers=[15])
-    three = steer(vectors, 0.1, "norm", layers=[9, 15, 21])
-    sv = to_steering_vector(vectors.select([15]))
-    inputs = model.tokenizer(PROMPT, return_tensors="pt")
+    try:
+        import repeng
+    except ImportError:
+        repeng = None
+    prompts = prompts or [PROMPT]
+    layer, layers = steering_layers(model.dims.n_layers)
+    one = steer(vectors, 0.25, "norm", layers=[layer])
+    three = steer(vectors, 0.1, "norm", layers=layers)
+    try:
+        sv = to_steering_vector(vectors.select([layer]))
+    except ImportError:
+        sv = None
+    text = prompts[0] if len(prompts) == 1 else prompts
+    inputs = model.tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left").to(model.device)
     hf_kwargs = dict(max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, do_sample=False, pad_token_id=model.tokenizer.eos_token_id)
-    raw = vectors.raw_strength(15, 0.25, "norm")
+    raw = vectors.raw_strength(layer, 0.25, "norm")
 
     def repeng_generate() -> None:
-        control = repeng.ControlModel(model.hf, [15])
+        control = repeng.ControlModel(model.hf, [layer])
         try:
-            control.set_control(repeng.ControlVector(model_type="llama", directions={15: vectors.vector(15).numpy()}), raw)
+            control.set_control(repeng.ControlVector(model_type="llama", directions={layer: vectors.vector(layer).cpu().numpy()}), raw)
             control.generate(**inputs, **hf_kwargs)
         finally:
             control.unwrap()
@@ -92,19 +116,20 @@ def generation(model: interp.Model, vectors) -> list[tuple[str, float]]:
             model.hf.generate(**inputs, **hf_kwargs)
 
     contenders = {
-        "ours: generate, no vector": lambda: model.generate(PROMPT, max_new_tokens=NEW_TOKENS),
-        "ours: 1 vector": lambda: model.generate(PROMPT, one, max_new_tokens=NEW_TOKENS),
-        "ours: 3 vectors": lambda: model.generate(PROMPT, three, max_new_tokens=NEW_TOKENS),
+        "ours: generate, no vector": lambda: model.generate(text, max_new_tokens=NEW_TOKENS),
+        "ours: 1 vector": lambda: model.generate(text, one, max_new_tokens=NEW_TOKENS),
+        f"ours: {len(layers)} vectors": lambda: model.generate(text, three, max_new_tokens=NEW_TOKENS),
         "HF generate, no vector": lambda: model.hf.generate(**inputs, **hf_kwargs),
-        "steering-vectors: 1 vector (HF generate)": sv_generate,
-        "repeng: 1 vector (HF generate)": repeng_generate,
+        "steering-vectors: 1 vector (HF generate)": sv_generate if sv is not None else None,
+        "repeng: 1 vector (HF generate)": repeng_generate if repeng is not None else None,
     }
-    best = {name: float("inf") for name in contenders}
+    best = {name: float("inf") if fn is not None else float("nan") for name, fn in contenders.items()}
     with torch.no_grad():
-        for _ in range(ROUNDS):
+        for _ in range(rounds):
             for name, fn in contenders.items():
-                best[name] = min(best[name], timed(fn)[0])
-    return [(name, NEW_TOKENS / seconds) for name, seconds in best.items()]
+                if fn is not None:
+                    best[name] = min(best[name], timed(fn)[0])
+    return [(name, len(prompts) * NEW_TOKENS / seconds) for name, seconds in best.items()]
 
 
 def _load_note(load: float) -> str:
@@ -181,7 +206,8 @@ def main() -> None:
     extract_rows = extraction(model)
     print(extract_rows, flush=True)
     facts["load"] = max(facts["load"], os.getloadavg()[0])
-    vectors = build_vectors(model, load_contrast(ROOT / "data/steering/sentiment.jsonl"), layers=[9, 15, 21])["mean_diff"]
+    vectors = build_vectors(model, load_contrast(ROOT / "data/steering/sentiment.jsonl"),
+                            layers=steering_layers(model.dims.n_layers)[1])["mean_diff"]
     gen_rows = generation(model, vectors)
     print(gen_rows, flush=True)
     facts["load"] = max(facts["load"], os.getloadavg()[0])

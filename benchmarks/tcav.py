@@ -47,18 +47,18 @@ ROOT = Path(__file__).resolve().parents[1]
 LENGTH, N_CONCEPT, N_TARGET = 8, 40, 20
 
 
-def fixed_length(model, texts, n, seed):
-    """``n`` prompts of exactly LENGTH tokens: each text's first LENGTH tokens, decoded."""
+def fixed_length(model, texts, n, seed, length=LENGTH):
+    """``n`` distinct prompts of exactly ``length`` tokens: each text's first ``length`` tokens, decoded."""
     rng, out = random.Random(seed), []
     for text in rng.sample(list(texts), len(texts)):
         ids = model.tokenizer(text, add_special_tokens=False)["input_ids"]
-        if len(ids) >= LENGTH:
-            cut = model.tokenizer.decode(ids[:LENGTH])
-            if len(model.tokenizer(cut, add_special_tokens=False)["input_ids"]) == LENGTH and cut not in out:
+        if len(ids) >= length:
+            cut = model.tokenizer.decode(ids[:length])
+            if len(model.tokenizer(cut, add_special_tokens=False)["input_ids"]) == length and cut not in out:
                 out.append(cut)
         if len(out) == n:
             return out
-    raise SystemExit(f"not enough prompts of {LENGTH} tokens")
+    raise SystemExit(f"not enough prompts of {length} tokens")
 
 
 class LastBlock:
@@ -124,6 +124,52 @@ def theirs(model, concept, randoms, target, answer, workdir, layers):
     return out
 
 
+def answer_token(model) -> tuple[int, str]:
+    """The scored token: " No", or its first piece where a tokenizer splits it."""
+    ids = model.tokenizer(" No", add_special_tokens=False)["input_ids"]
+    return ids[0], model.tokenizer.decode(ids[:1])
+
+
+def prepare(model, n_random, length=LENGTH):
+    """The concept prompts, ``n_random`` random sets, the target prompts (all ``length`` tokens) and the scored token id."""
+    french = load_concept(ROOT / "data/concepts/french.jsonl").prompts
+    pool = load_concept(ROOT / "data/concepts/random.jsonl").prompts
+    concept = fixed_length(model, french, N_CONCEPT, 0, length)
+    texts = fixed_length(model, pool, 3 * N_CONCEPT + N_TARGET, 1, length)
+    target, rest = texts[:N_TARGET], texts[N_TARGET:]
+    randoms = [random.Random(i).sample(rest, N_CONCEPT) for i in range(n_random)]
+    return concept, randoms, target, answer_token(model)[0]
+
+
+def compare(model, layers, n_random, repeats, length=LENGTH):
+    """Both sides ``repeats`` times, interleaved: seconds of each run and the parity of their scores."""
+    concept, randoms, target, answer = prepare(model, n_random, length)
+    cuda = model.device.type == "cuda"
+
+    def clock(fn, *args):
+        if cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        value = fn(*args)
+        if cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter() - start, value
+
+    times = {"ours": [], "captum": []}
+    for _ in range(repeats):
+        seconds, mine = clock(ours, model, concept, randoms, target, answer, layers)
+        times["ours"].append(seconds)
+        with tempfile.TemporaryDirectory() as workdir:
+            seconds, reference = clock(theirs, model, concept, randoms, target, answer, workdir, layers)
+        times["captum"].append(seconds)
+    return {
+        "times": times,
+        "sign_diff": max(float((a[0] - b[0]).abs().max()) for a, b in zip(mine, reference, strict=True)),
+        "mag_diff": max(float((a[1] - b[1]).abs().max()) for a, b in zip(mine, reference, strict=True)),
+        "mag_scale": max(float(a[1].abs().max()) for a in mine),
+    }
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--layers", default="all", help="'all' or comma-separated block indices")
@@ -134,25 +180,8 @@ def main():
     model = interp.load_model()
     layers = list(range(model.dims.n_layers)) if args.layers == "all" else [int(x) for x in args.layers.split(",")]
     n_random, repeats = args.random, args.repeats
-    french = load_concept(ROOT / "data/concepts/french.jsonl").prompts
-    pool = load_concept(ROOT / "data/concepts/random.jsonl").prompts
-    concept = fixed_length(model, french, N_CONCEPT, 0)
-    texts = fixed_length(model, pool, 3 * N_CONCEPT + N_TARGET, 1)
-    target, rest = texts[:N_TARGET], texts[N_TARGET:]
-    randoms = [random.Random(i).sample(rest, N_CONCEPT) for i in range(n_random)]
-    answer = model.token_id(" No")
-    times = {"ours": [], "captum": []}
-    for _ in range(repeats):
-        start = time.perf_counter()
-        mine = ours(model, concept, randoms, target, answer, layers)
-        times["ours"].append(time.perf_counter() - start)
-        with tempfile.TemporaryDirectory() as workdir:
-            start = time.perf_counter()
-            reference = theirs(model, concept, randoms, target, answer, workdir, layers)
-            times["captum"].append(time.perf_counter() - start)
-    sign_diff = max(float((a[0] - b[0]).abs().max()) for a, b in zip(mine, reference, strict=True))
-    mag_diff = max(float((a[1] - b[1]).abs().max()) for a, b in zip(mine, reference, strict=True))
-    mag_scale = max(float(a[1].abs().max()) for a in mine)
+    result = compare(model, layers, n_random, repeats)
+    times, sign_diff, mag_diff, mag_scale = result["times"], result["sign_diff"], result["mag_diff"], result["mag_scale"]
     load = os.getloadavg()[0]
     quiet = (f"Taken on a quiet machine (1-minute load average {load:.1f} on 2 cores at the end of the run), "
              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}." if load < 1.5 else
