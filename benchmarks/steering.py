@@ -33,6 +33,7 @@ if not hasattr(numpy, "float_"):
 
 import interp
 from interp.steering import TokenScore, build_vectors, load_contrast, steer, strength_sweep
+from interp.tokenize import pad_id
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "BENCHMARKS.md"
@@ -99,8 +100,10 @@ def generation(model: interp.Model, vectors, prompts: list[str] | None = None, r
     except ImportError:
         sv = None
     text = prompts[0] if len(prompts) == 1 else prompts
-    inputs = model.tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left").to(model.device)
-    hf_kwargs = dict(max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, do_sample=False, pad_token_id=model.tokenizer.eos_token_id)
+    batch = model.to_tokens(prompts)  # the tokens ours generates from (left-padded, BOS as the model wants)
+    inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
+    hf_kwargs = {"max_new_tokens": NEW_TOKENS, "min_new_tokens": NEW_TOKENS, "do_sample": False,
+                 "pad_token_id": pad_id(model.tokenizer)}
     raw = vectors.raw_strength(layer, 0.25, "norm")
 
     def repeng_generate() -> None:
