@@ -25,12 +25,17 @@ default ``$OUT`` or ``./gpu_out``; one part failing leaves the others' tables):
 5. ``tcav.md``: CAVs + TCAV over every layer, ours vs captum's ``TCAV`` (``benchmarks/tcav.py``:
    French against 10 random sets), seconds of each and the parity of their scores;
 6. ``tests.md``: ``pytest -m "not slow"`` with ``INTERP_TEST_DEVICE`` set to the device (the shared
-   model fixtures load there), then the slow default-model tests (not in ``--quick``); test files
-   that cannot be collected there (a missing optional package) are listed by reason;
-7. ``--corpus TOKENS.npy`` (optional): SAEs at scale on a token file (see
-   ``benchmarks/build_corpus.py``): TopK and top-AFA SAEs in the top-AFA paper's regime (per-token
-   standardised inputs, no ``k_max``, its lambda sweep, width 16x) through ``interp.sae.train``;
-   writes ``corpus.md`` with FVU, CE recovered and L0 of each, and tokens/s.
+   model fixtures load there; no default model needed); test files that cannot be collected there
+   (an optional package the machine lacks) are listed by reason;
+7. ``corpus.md`` (with ``--corpus TOKENS.npy``, run before the slow tests): SAEs at scale on a token
+   file (``benchmarks/build_corpus.py``): TopK and top-AFA SAEs in the top-AFA paper's regime
+   (per-token standardised inputs, no ``k_max``, its lambda sweep, width 16x) through
+   ``interp.sae.train``, with FVU, CE recovered and L0 of each, and tokens/s;
+8. ``slow-tests.md``: ``pytest -m slow`` (the default-model tests) on the device, stopped at what is
+   left of ``--budget-s``.
+
+The model loads with the first part that needs it, so ``--parts tests`` runs without one. A part
+that would start with under 30 s of ``--budget-s`` left says so instead of running.
 
 Usage::
 
@@ -40,11 +45,15 @@ Usage::
 
 ``--saelens-path`` is made with ``pip install --no-deps --target DIR sae-lens "transformer-lens<4"
 better-abc simple-parsing docstring-parser``; the rest of SAELens's imports come from this environment.
+For a GPU machine without network access, ``benchmarks/gpu_bundle.py`` packs the wheels, the model
+and the corpus into two loads and ``benchmarks/gpu_device.sh`` runs this script there
+(``docs/scale.md``).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import re
@@ -325,29 +334,38 @@ def collection_errors(output: str) -> dict[str, list[str]]:
     return groups
 
 
-def tests_part(device: str, quick: bool) -> str:
-    env = {**os.environ, "INTERP_TEST_DEVICE": device, "HF_HUB_OFFLINE": "1"}
-    runs = [(["tests/test_sites.py", "-q"], 300)] if quick else [(["-m", "not slow", "-q"], 330), (["-m", "slow", "-q"], 150)]
-    rows = []
-    for extra, limit in runs:
-        start = time.perf_counter()
-        try:
-            done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--continue-on-collection-errors",
-                                   *extra], cwd=ROOT, env=env, capture_output=True, text=True, check=False, timeout=limit)
-            output, code = done.stdout, done.returncode
-        except subprocess.TimeoutExpired as expired:
-            output = expired.stdout.decode() if isinstance(expired.stdout, bytes) else (expired.stdout or "")
-            code = f"timed out after {limit} s"
-        summary = (output.strip().splitlines() or ["(no output)"])[-1]
-        rows.append([" ".join(extra), code, summary, f"{time.perf_counter() - start:.0f}"])
-        uncollected = collection_errors(output)
-        for reason, paths in uncollected.items():
-            listed = ", ".join(paths[:3]) + (", ..." if len(paths) > 3 else "")
-            rows.append(["", "", f"not collected there: {reason} ({len(paths)} file{'s' * (len(paths) != 1)}: {listed})", ""])
-        skipped = {path for paths in uncollected.values() for path in paths}
-        failures = [line for line in output.splitlines()
-                    if line.startswith(("FAILED", "ERROR")) and (line.split() + [""])[1] not in skipped]
-        rows += [["", "", line[:200], ""] for line in failures[:40]]
+def tests_part(device: str, selection: list[str], limit: float) -> str:
+    """pytest over ``selection`` with the shared model fixtures on ``device``, stopped after ``limit`` seconds.
+
+    Files that cannot be collected there (an optional package the machine lacks) are grouped by reason
+    instead of stopping the run; every failure is listed."""
+    env = {**os.environ, "INTERP_TEST_DEVICE": device, "HF_HUB_OFFLINE": "1", "COLUMNS": "400"}  # untruncated reasons
+    start = time.perf_counter()
+    try:
+        done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--continue-on-collection-errors",
+                               *selection, "-q"], cwd=ROOT, env=env, capture_output=True, text=True, check=False,
+                              timeout=max(limit, 1))
+        output, code = done.stdout, done.returncode
+    except subprocess.TimeoutExpired as expired:
+        output = expired.stdout.decode() if isinstance(expired.stdout, bytes) else (expired.stdout or "")
+        code = f"stopped after {limit:.0f} s"
+    summary = (output.strip().splitlines() or ["(no output)"])[-1]
+    rows = [[" ".join(selection), code, summary, f"{time.perf_counter() - start:.0f}"]]
+    uncollected = collection_errors(output)
+    for reason, paths in uncollected.items():
+        listed = ", ".join(paths[:3]) + (", ..." if len(paths) > 3 else "")
+        rows.append(["", "", f"not collected there: {reason} ({len(paths)} file{'s' * (len(paths) != 1)}: {listed})", ""])
+    skipped = {path for paths in uncollected.values() for path in paths}
+    failures = [line for line in output.splitlines()
+                if line.startswith(("FAILED", "ERROR")) and (line.split() + [""])[1] not in skipped]
+    missing: dict[str, list[str]] = {}  # failures for want of a package, grouped like the collection errors
+    for line in failures:
+        package = re.search(r"ModuleNotFoundError: (No module named '[^']+')", line)
+        if package:
+            missing.setdefault(package.group(1), []).append(line.split()[1])
+    for reason, tests in missing.items():
+        rows.append(["", "", f"failed there for want of a package: {reason} ({len(tests)} tests: {tests[0]}, ...)", ""])
+    rows += [["", "", line[:200], ""] for line in failures if "ModuleNotFoundError" not in line][:60]
     return f"INTERP_TEST_DEVICE={device}\n\n" + markdown(["pytest", "exit", "summary", "seconds"], rows)
 
 
@@ -383,38 +401,63 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="every part, small (a CPU smoke run)")
     parser.add_argument("--out", default=os.environ.get("OUT", "gpu_out"))
     parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--parts", default="patching,atp,sae,steering,tcav,tests", help="comma-separated parts to run")
+    parser.add_argument("--parts", default="patching,atp,sae,steering,tcav,tests,slow-tests",
+                        help="comma-separated parts to run, in order (corpus joins before slow-tests with --corpus)")
     parser.add_argument("--saelens-path", default=None,
                         help="site directory holding sae-lens and transformer-lens<4, for SAELens's trainer in the sae part")
     parser.add_argument("--corpus", default=None, help="token file (.npy) for the SAEs-at-scale part")
     parser.add_argument("--corpus-tokens", type=int, default=20_000_000)
+    parser.add_argument("--budget-s", type=float, default=560.0,
+                        help="seconds this run may take: the test parts stop at what is left of it")
     args = parser.parse_args()
+    began = time.perf_counter()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     from patching_sweep import make_task
 
     import interp
 
-    model = interp.load_model(args.model, device=args.device)
-    task = make_task(model, n=8 if args.quick else 32).to(args.device)
-    header = (f"device {args.device} ({torch.cuda.get_device_name() if args.device.startswith('cuda') else 'cpu'}), "
-              f"torch {torch.__version__}, model {model.name}, {len(task)} IOI pairs of {task.clean.shape[1]} tokens\n\n")
+    @functools.cache
+    def loaded():
+        """The model and the IOI task, loaded by the first part that needs them (the test parts do not)."""
+        model = interp.load_model(args.model, device=args.device)
+        return model, make_task(model, n=8 if args.quick else 32).to(args.device)
+
+    def left() -> float:
+        return args.budget_s - (time.perf_counter() - began)
+
+    machine = (f"device {args.device} ({torch.cuda.get_device_name() if args.device.startswith('cuda') else 'cpu'}), "
+               f"torch {torch.__version__}")
+    fast = ["tests/test_sites.py"] if args.quick else ["-m", "not slow"]
+    slow = ["tests/sae/test_integration.py"] if args.quick else ["-m", "slow"]
     parts = {
-        "patching": lambda: patching_part(model, task, args.device, 4 if args.quick else 24),
-        "atp": lambda: atp_part(model, task, args.device),
-        "sae": lambda: sae_part(model, args.device, 2 if args.quick else 50, args.saelens_path),
-        "steering": lambda: steering_part(model, args.device, args.quick),
-        "tcav": lambda: tcav_part(model, args.quick),
-        "tests": lambda: tests_part(args.device, args.quick),
+        "patching": lambda: patching_part(*loaded(), args.device, 4 if args.quick else 24),
+        "atp": lambda: atp_part(*loaded(), args.device),
+        "sae": lambda: sae_part(loaded()[0], args.device, 2 if args.quick else 50, args.saelens_path),
+        "steering": lambda: steering_part(loaded()[0], args.device, args.quick),
+        "tcav": lambda: tcav_part(loaded()[0], args.quick),
+        "corpus": lambda: corpus_part(loaded()[0], args.model, args.corpus, args.corpus_tokens, args.device, out),
+        "tests": lambda: tests_part(args.device, fast, left() - 5),
+        "slow-tests": lambda: tests_part(args.device, slow, left() - 5),
     }
-    if args.corpus:
-        parts["corpus"] = lambda: corpus_part(model, args.model, args.corpus, args.corpus_tokens, args.device, out)
-    chosen = list(dict.fromkeys([p for p in args.parts.split(",") if p] + (["corpus"] if args.corpus else [])))
-    if args.corpus and not Path(args.corpus).is_file():
-        raise SystemExit(f"no token file {args.corpus}; build one with benchmarks/build_corpus.py")
+    chosen = list(dict.fromkeys(p for p in args.parts.split(",") if p))
+    if args.corpus and "corpus" not in chosen:
+        chosen.insert(chosen.index("slow-tests") if "slow-tests" in chosen else len(chosen), "corpus")
+    unknown = [name for name in chosen if name not in parts]
+    if unknown:
+        raise SystemExit(f"unknown part(s) {', '.join(unknown)}: choose from {', '.join(parts)}")
+    if "corpus" in chosen and not (args.corpus and Path(args.corpus).is_file()):
+        raise SystemExit(f"no token file {args.corpus}: give --corpus, a file built with benchmarks/build_corpus.py")
     for name in chosen:
         start = time.perf_counter()
+        header = machine + "\n\n"
         try:
+            if left() < 30:
+                raise TimeoutError(f"not run: {left():.0f} s of --budget-s {args.budget_s:g} left")
+            if name not in ("tests", "slow-tests"):
+                model, task = loaded()
+                pairs = f", {len(task)} IOI pairs of {task.clean.shape[1]} tokens" if name in ("patching", "atp") else ""
+                header = f"{machine}, model {model.name}{pairs}\n\n"
             text = header + parts[name]()
         except (Exception, SystemExit):  # noqa: BLE001 - one part failing must not lose the others' tables
             text = header + "failed:\n\n```\n" + traceback.format_exc() + "```\n"
