@@ -27,7 +27,7 @@ default ``$OUT`` or ``./gpu_out``; one part failing leaves the others' tables):
 6. ``tests.md``: ``pytest -m "not slow"`` with ``INTERP_TEST_DEVICE`` set to the device (the shared
    model fixtures load there; no default model needed); test files that cannot be collected there
    (an optional package the machine lacks) are listed by reason;
-7. ``corpus.md`` (with ``--corpus TOKENS.npy``, run before the slow tests): SAEs at scale on a token
+7. ``corpus.md`` (part ``corpus``, with ``--corpus TOKENS.npy``): SAEs at scale on a token
    file (``benchmarks/build_corpus.py``): TopK and top-AFA SAEs in the top-AFA paper's regime
    (per-token standardised inputs, no ``k_max``, its lambda sweep, width 16x) through
    ``interp.sae.train``, with FVU, CE recovered and L0 of each, and tokens/s;
@@ -39,14 +39,15 @@ that would start with under 30 s of ``--budget-s`` left says so instead of runni
 
 Usage::
 
-    HF_HUB_OFFLINE=1 python benchmarks/gpu.py --device cuda --saelens-path /opt/saelens-site \\
-        [--corpus data/corpus/tokens.npy --corpus-tokens 20000000]
+    HF_HUB_OFFLINE=1 python benchmarks/gpu.py --device cuda --saelens-path /opt/saelens-site
+    HF_HUB_OFFLINE=1 python benchmarks/gpu.py --device cuda --parts corpus --corpus data/corpus/tokens.npy
     HF_HUB_OFFLINE=1 python benchmarks/gpu.py --device cpu --quick        # a smoke run
 
 ``--saelens-path`` is made with ``pip install --no-deps --target DIR sae-lens "transformer-lens<4"
-better-abc simple-parsing docstring-parser``; the rest of SAELens's imports come from this environment.
+better-abc simple-parsing docstring-parser wandb`` (and what wandb imports); the rest of SAELens's
+imports come from this environment.
 For a GPU machine without network access, ``benchmarks/gpu_bundle.py`` packs the wheels, the model
-and the corpus into two loads and ``benchmarks/gpu_device.sh`` runs this script there
+and the corpus into three loads and ``benchmarks/gpu_device.sh`` runs this script there
 (``docs/scale.md``).
 """
 
@@ -402,7 +403,7 @@ def main() -> None:
     parser.add_argument("--out", default=os.environ.get("OUT", "gpu_out"))
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--parts", default="patching,atp,sae,steering,tcav,tests,slow-tests",
-                        help="comma-separated parts to run, in order (corpus joins before slow-tests with --corpus)")
+                        help="comma-separated parts to run, in order (corpus, which needs --corpus, is not a default)")
     parser.add_argument("--saelens-path", default=None,
                         help="site directory holding sae-lens and transformer-lens<4, for SAELens's trainer in the sae part")
     parser.add_argument("--corpus", default=None, help="token file (.npy) for the SAEs-at-scale part")
@@ -441,8 +442,6 @@ def main() -> None:
         "slow-tests": lambda: tests_part(args.device, slow, left() - 5),
     }
     chosen = list(dict.fromkeys(p for p in args.parts.split(",") if p))
-    if args.corpus and "corpus" not in chosen:
-        chosen.insert(chosen.index("slow-tests") if "slow-tests" in chosen else len(chosen), "corpus")
     unknown = [name for name in chosen if name not in parts]
     if unknown:
         raise SystemExit(f"unknown part(s) {', '.join(unknown)}: choose from {', '.join(parts)}")
