@@ -370,20 +370,25 @@ def tests_part(device: str, selection: list[str], limit: float) -> str:
     return f"INTERP_TEST_DEVICE={device}\n\n" + markdown(["pytest", "exit", "summary", "seconds"], rows)
 
 
-def corpus_part(model, model_name: str, path: str, tokens: int, device: str, out: Path) -> str:
+def corpus_part(model, model_name: str, path: str, tokens: int, device: str, out: Path, quick: bool) -> str:
+    """TopK and top-AFA SAEs in the top-AFA paper's regime on a token file; ``quick``: one of each, few tokens."""
     from interp.runs import RunStore
     from interp.sae import TrainConfig, train
 
     width, site = 16 * model.dims.d_model, f"blocks.{model.dims.n_layers // 2}.hook_resid_post"
+    ks = (64,) if quick else (64, 256, 1024)
+    coefficients = (("1_32", 1 / 32),) if quick else (("1_128", 1 / 128), ("1_64", 1 / 64), ("1_32", 1 / 32),
+                                                      ("1_24", 1 / 24), ("1_16", 1 / 16))
     saes = [{"name": f"topk-{k}", "site": site, "d_sae": width, "normalize_activations": "layer_norm",
-             "activation": {"kind": "topk", "k": k}} for k in (64, 256, 1024)]
+             "activation": {"kind": "topk", "k": k}} for k in ks]
     saes += [{"name": f"topafa-{name}", "site": site, "d_sae": width, "normalize_activations": "layer_norm",
-              "activation": {"kind": "top_afa", "afa_coeff": value, "afa_target": "input"}}
-             for name, value in (("1_128", 1 / 128), ("1_64", 1 / 64), ("1_32", 1 / 32), ("1_24", 1 / 24), ("1_16", 1 / 16))]
+              "activation": {"kind": "top_afa", "afa_coeff": value, "afa_target": "input"}} for name, value in coefficients]
+    tokens = min(tokens, 4096) if quick else tokens
     config = TrainConfig.model_validate({
         "model": model_name, "device": device, "training_tokens": tokens, "checkpoint_every": 0,
-        "data": {"source": {"kind": "tokens", "path": path}, "context_size": 128, "eval_rows": 64},
-        "store": {"batch_size": 4096, "buffer_rows": 512, "model_batch_size": 256, "cache": False},
+        "data": {"source": {"kind": "tokens", "path": path}, "context_size": 128, "eval_rows": 8 if quick else 64},
+        "store": {"batch_size": 4096, "buffer_rows": 32 if quick else 512, "model_batch_size": 32 if quick else 256,
+                  "cache": False},
         "optim": {"warmup_steps": 100, "decay_steps": max(1, tokens // 4096 // 5)},
         "features": {"enabled": False}, "saes": saes,
     })
@@ -437,7 +442,7 @@ def main() -> None:
         "sae": lambda: sae_part(loaded()[0], args.device, 2 if args.quick else 50, args.saelens_path),
         "steering": lambda: steering_part(loaded()[0], args.device, args.quick),
         "tcav": lambda: tcav_part(loaded()[0], args.quick),
-        "corpus": lambda: corpus_part(loaded()[0], args.model, args.corpus, args.corpus_tokens, args.device, out),
+        "corpus": lambda: corpus_part(loaded()[0], args.model, args.corpus, args.corpus_tokens, args.device, out, args.quick),
         "tests": lambda: tests_part(args.device, fast, left() - 5),
         "slow-tests": lambda: tests_part(args.device, slow, left() - 5),
     }
