@@ -228,7 +228,12 @@ def _accept_the_device() -> None:
     interp.config.check_device = check_config_device
     if os.environ.get("FAKEGPU_FORCE"):
         model_check = interp.models.check_device
-        interp.models.check_device = lambda device: torch.device(DEVICE) if torch.device(device).type == "cpu" else model_check(device)
+
+        def check_model_device(device: Any) -> torch.device:
+            checked = model_check(device)  # a bad name keeps its error
+            return torch.device(DEVICE) if checked.type == "cpu" else checked
+
+        interp.models.check_device = check_model_device
 
 
 def pytest_configure(config: pytest.Config) -> None:
