@@ -47,7 +47,7 @@ def test_cached_generation_equals_full_recompute_under_interventions(tiny: inter
     assert cached.logits is not None and plain.logits is not None
     assert (cached.logits - plain.logits).abs().amax() > 0.1, "the interventions must change the generation"
     assert cached.tokens.shape == (len(PROMPTS), cached.prompt_length + NEW_TOKENS)
-    assert torch.equal(cached.generated_lengths, torch.full((len(PROMPTS),), NEW_TOKENS))
+    assert torch.equal(cached.generated_lengths.cpu(), torch.full((len(PROMPTS),), NEW_TOKENS))
     assert no_hooks_left(tiny)
 
 

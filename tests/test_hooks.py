@@ -205,7 +205,7 @@ def test_interventions_compose_in_one_forward(tiny: interp.Model) -> None:
     batch = tiny.to_tokens(PROMPTS)
     _, clean = tiny.run_with_cache(batch)
     name = site_name("resid_post", 0)
-    vector = torch.randn(tiny.dims.d_model, generator=torch.Generator().manual_seed(1))
+    vector = torch.randn(tiny.dims.d_model, generator=torch.Generator().manual_seed(1)).to(tiny.device)
     steps = [Scale(site=name, factor=2.0, positions=[-1]), Add(site=name, vector=vector, scale=0.5, positions=[-1])]
     _, cache = tiny.run_with_cache(batch, sites=[name], interventions=steps)
     expected = clean[name].clone()

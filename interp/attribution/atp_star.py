@@ -224,10 +224,10 @@ def grad_drop_terms(
     """GradDrop's per-layer estimates ``I_l(n)`` of each sweep, ``(drop, example, *grid)`` by sweep name.
 
     Term ``l`` is the AtP (+ QK fix) estimate with block ``l``'s write held fixed; :func:`atp_star`
-    combines them into its ranking scores (:func:`grad_drop_scores`).
+    combines them into its ranking scores (:func:`grad_drop_scores`). CPU tensors, as every result.
     """
     passes = _passes(model, task, sweeps, metric, direction, qk_fix, True, rules)
-    return {spec.sweep: _term_grid(spec, qk_fix, passes) for spec in passes.specs}
+    return {spec.sweep: _term_grid(spec, qk_fix, passes).cpu() for spec in passes.specs}
 
 
 def atp_star(

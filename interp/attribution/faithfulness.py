@@ -113,7 +113,7 @@ def faithfulness_curves(
     for method, scores in rankings.items():
         if scores.shape != (len(nodes),):
             raise InvalidArgumentError(f"{method}: {tuple(scores.shape)} scores for {len(nodes)} nodes")
-        order = scores.double().argsort(descending=True, stable=True)
+        order = scores.detach().double().cpu().argsort(descending=True, stable=True)
         for size in sizes:
             keep = torch.zeros(len(nodes), dtype=torch.bool)
             keep[order[:size]] = True

@@ -104,10 +104,11 @@ class FeatureSplice(Intervention):
         latents, error, decode = split(self.sae, value)
         new_latents, new_error = latents, error
         if self.latent_values is not None and self.latent_mask is not None:
-            source = self.latent_values.to(latents.dtype)
+            source = self.latent_values.to(device=latents.device, dtype=latents.dtype)
             new_latents = torch.where(self.latent_mask.to(value.device), source, latents)
         if self.error_values is not None and self.error_mask is not None:
-            new_error = torch.where(self.error_mask.to(value.device), self.error_values.to(error.dtype), error)
+            source = self.error_values.to(device=error.device, dtype=error.dtype)
+            new_error = torch.where(self.error_mask.to(value.device), source, error)
         if self.record is not None:
             grad = torch.is_grad_enabled()
             new_latents = new_latents.detach().requires_grad_(grad)
@@ -205,6 +206,8 @@ class FeatureValues:
 class FeatureEffects:
     """Per-example effects ``(example, node)`` of replacing each node (estimated or exact), with cost.
 
+    ``effects`` and ``base_metric`` are CPU tensors whatever the model's device, as every result of
+    the workbench, so rankings index CPU masks and tables take them directly.
     ``passes`` counts forward-pass equivalents over the task's batch (forward 1, backward 2).
     """
 
@@ -329,8 +332,8 @@ def feature_attribution(
         where = node_positions(task, base_name, skip_first) if skip_first else None
         coefficients, spent = _ig_coefficients(model, task, base_name, saes, metric_fn, base, delta, steps, rule, where)
         passes += spent
-    effects = node_effects(nodes, delta, coefficients)
-    return FeatureEffects(method, effects, nodes, base_metric.detach(), direction, replacement, passes,
+    effects = node_effects(nodes, delta, coefficients).cpu()
+    return FeatureEffects(method, effects, nodes, base_metric.detach().cpu(), direction, replacement, passes,
                           time.perf_counter() - started,
                           meta={"metric": metric_name, **({"steps": steps, "rule": rule} if method == "ig" else {})})
 
@@ -438,7 +441,7 @@ def exact_feature_effects(
             for slot, (node, _) in enumerate(chunk):
                 values = metric_fn(logits[slot * examples:(slot + 1) * examples], task)
                 effects[:, node] = values.double().cpu() - base_metric.double().cpu()
-    return FeatureEffects("exact", effects, graph, base_metric.detach(), direction, replacement, passes,
+    return FeatureEffects("exact", effects, graph, base_metric.detach().cpu(), direction, replacement, passes,
                           time.perf_counter() - started, meta={"metric": metric_name})
 
 

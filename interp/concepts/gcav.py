@@ -67,7 +67,7 @@ class GCAVResult:
 
 
 def _units(cavs: LayerVectors, layers: Sequence[int]) -> Tensor:
-    return torch.stack([cavs.unit(layer).flatten().double() for layer in layers])
+    return torch.stack([cavs.unit(layer).flatten().double().cpu() for layer in layers])
 
 
 def _runs(value: LayerVectors | Sequence[LayerVectors]) -> list[LayerVectors]:
@@ -113,7 +113,8 @@ def gcav(
     """Align each concept's per-layer CAVs into global CAVs and compare TCAV before and after.
 
     ``concepts`` maps each concept to its CAV runs (or one :class:`LayerVectors`); ``negatives`` are
-    the random-vs-random CAVs, used as InfoNCE negatives.
+    the random-vs-random CAVs, used as InfoNCE negatives. The alignment is small and runs on CPU
+    (with its own seeded generator), wherever the CAVs and gradients are.
     """
     layers = list(sens.layers)
     if len(layers) < 2:
@@ -154,7 +155,7 @@ def gcav(
         loss.backward()
         optimiser.step()
     enc, dec = enc.detach(), dec.detach()
-    grad_units = torch.nn.functional.normalize(sens.grads.flatten(2).double(), dim=-1)  # (layer, n, d)
+    grad_units = torch.nn.functional.normalize(sens.grads.flatten(2).double().cpu(), dim=-1)  # (layer, n, d)
     global_cavs, global_runs, rows, variance = {}, {}, [], []
     start = 0
     for name, concept_runs in runs.items():

@@ -53,7 +53,7 @@ class NMFConcepts:
 
     def reconstruct(self, acts: Float[Tensor, "n d"]) -> Float[Tensor, "n d"]:
         """Reconstructions of new activations: their NMF codes (H fixed) mapped back, minus the shift."""
-        shifted = (acts.double() + self.shift).clamp_min(0).numpy()
+        shifted = (acts.detach().double().cpu() + self.shift).clamp_min(0).numpy()
         model = NMF(n_components=self.components.shape[0], init="custom", max_iter=500)
         model.components_ = self.components.numpy()
         model.n_components_ = self.components.shape[0]
@@ -67,7 +67,7 @@ def nmf_concepts(acts: Float[Tensor, "n d"], site: str, n_components: int = 8, s
         raise InvalidArgumentError(
             f"NMF needs (examples, dims) activations and 1 <= n_components <= {min(acts.shape) if acts.ndim == 2 else '?'}"
         )
-    data = acts.double()
+    data = acts.detach().double().cpu()  # scikit-learn factorises on CPU
     shift = -data.min(0).values
     shifted = (data + shift).numpy()
     model = NMF(n_components=n_components, init="nndsvda", random_state=seed, max_iter=1000)

@@ -320,6 +320,9 @@ def feature_stats(
 ) -> FeatureStats:
     """Statistics over batches of ``(activations, token ids, keep mask)`` (rows in a fixed order).
 
+    The SAE encodes on its own device; the statistics are gathered and returned on CPU, so the
+    batches' tensors may be on any device.
+
     With ``intervals > 0`` the batches are read twice (see the module docstring), so they must be a
     sequence or another re-iterable collection (a list of slices of the activations), not a generator;
     ``intervals=0`` skips the examples across the range and reads them once. ``seed`` fixes which
@@ -340,6 +343,7 @@ def feature_stats(
     edges: Tensor | None = None
     n_tokens, row_offset = 0, 0
     for acts, ids, keep in batches:
+        ids, keep = ids.cpu(), keep.cpu()
         dense = _dense(sae, acts, keep)
         tracker.add(dense, ids, row_offset)
         flat = dense.reshape(-1, sae.d_sae)[keep.reshape(-1)]
@@ -360,7 +364,7 @@ def feature_stats(
         sampler = _IntervalSample(top[:, :1] * torch.linspace(0, 1, intervals + 1), per_interval, context, seed)
         row_offset = 0
         for acts, ids, keep in batches:
-            sampler.add(_dense(sae, acts, keep), ids, row_offset)
+            sampler.add(_dense(sae, acts, keep.cpu()), ids.cpu(), row_offset)
             row_offset += ids.shape[0]
         examples = sampler.stats()
     return FeatureStats(

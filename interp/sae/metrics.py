@@ -182,6 +182,7 @@ def evaluate(
     has them (e.g. from a disk cache). Returns ``{name: (metrics, density)}``.
     """
     sites = sorted({sae.site for sae in saes.values()})
+    ids, keep = ids.cpu(), keep.cpu()  # token rows may come from the model's device; the activations are read on CPU
     if acts is None:
         read = extract(model, ids, sites, ALL, max_rows=batch_rows)
         acts = {s: read[s].float().reshape(*ids.shape, -1) for s in sites}

@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
 
 from interp.config import ConfigError
+from interp.errors import InvalidArgumentError
 from interp.sae.activations import ActivationConfig, Activation, Latents, build_activation, k_too_large
 from interp.sae.kernels import dense_decode, sparse_decode
 
@@ -139,6 +140,11 @@ class SAE(nn.Module):
 
     def encode_detailed(self, x: Float[Tensor, "*lead d_in"], grad: Tensor | None = None) -> Encoded:
         """Encode and keep the intermediate values (pre-activations, centred input, norm stats)."""
+        if x.device != self.W_enc.device:
+            raise InvalidArgumentError(
+                f"the SAE is on {self.W_enc.device} but its input is on {x.device}; put the SAE on the model's "
+                "device: sae.to(model.device), or interp.sae.load(path, device=...)"
+            )
         lead = tuple(x.shape[:-1])
         x = x.reshape(-1, self.d_in).to(self.W_enc.dtype)
         if grad is not None:

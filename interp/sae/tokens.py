@@ -159,7 +159,7 @@ class TokenRows:
         """True at positions whose activations should be used (not special, not among the first ``skip_first``)."""
         keep = torch.ones_like(ids, dtype=torch.bool)
         if exclude_special and self.special_ids:
-            keep &= ~torch.isin(ids, torch.tensor(self.special_ids, dtype=ids.dtype))
+            keep &= ~torch.isin(ids, torch.tensor(self.special_ids, dtype=ids.dtype, device=ids.device))
         keep[:, :skip_first] = False
         return keep
 

@@ -104,11 +104,19 @@ def _step_means(model: Model, prompts: list[str], steps: int, kind: str, layers:
     _, cache = model.run_with_cache(batch, sites=sites)
     start = generation.prompt_length - 1
     stacked = torch.stack([cache[site][:, start : start + steps].double() for site in sites], dim=2)
-    reached = torch.arange(stacked.shape[1]).unsqueeze(0) < generation.generated_lengths.cpu().unsqueeze(1)
-    weights = reached.to(stacked).view(*reached.shape, *([1] * (stacked.ndim - 2)))
+    return reached_mean(stacked, generation.generated_lengths)
+
+
+def reached_mean(stacked: Float[Tensor, "row step *dims"], lengths: Int[Tensor, " row"]) -> Float[Tensor, "reached *dims"]:
+    """Mean over rows of each step's values, over the rows whose generation reached that step.
+
+    Steps no row reached are dropped. The result is on ``stacked``'s device; ``lengths`` may be anywhere.
+    """
+    reached = torch.arange(stacked.shape[1], device=stacked.device).unsqueeze(0) < lengths.to(stacked.device).unsqueeze(1)
+    trailing = [1] * (stacked.ndim - 2)
     counts = reached.sum(dim=0)
-    last = int((counts > 0).sum())
-    return ((stacked * weights).sum(dim=0)[:last] / counts[:last].view(-1, *([1] * (stacked.ndim - 2))))
+    last = min(int(lengths.max()), stacked.shape[1])  # steps below the longest generation have counts > 0
+    return (stacked * reached.to(stacked).view(*reached.shape, *trailing)).sum(dim=0)[:last] / counts[:last].view(-1, *trailing)
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ def test_lm_loss_gradients_skip_padding(tiny64: interp.Model):
     site = "blocks.1.hook_resid_post"
     batch = tiny64.to_tokens(PROMPTS)
     _, cache = tiny64.run_with_cache(batch, sites=[site], grads=lm_loss_sum(batch))
+    cache, batch = cache.to("cpu"), batch.to("cpu")  # where extract returns its vectors
     got = extract(tiny64, PROMPTS, site, ALL, lm_loss_grads=True)
     prompt, position = got.index()
     columns = position + (batch.shape[1] - batch.lengths)[prompt]

@@ -14,8 +14,9 @@ SITES = ["blocks.0.hook_resid_post", "blocks.1.attn.hook_z", "blocks.1.hook_mlp_
 
 
 def reference(model: interp.Model):
-    batch = model.to_tokens(PROMPTS)
-    _, cache = model.run_with_cache(batch, sites=SITES)
+    """The batch, its captures on CPU (where extract returns its vectors) and each row's padding."""
+    batch = model.to_tokens(PROMPTS).to("cpu")
+    _, cache = model.run_with_cache(batch, sites=SITES, device="cpu")
     pad = (batch.shape[1] - batch.lengths).tolist()
     return batch, cache, pad
 

@@ -29,7 +29,7 @@ def test_norms_compute_the_formula_they_name(tiny64: interp.Model) -> None:
     expected_kind = {"gpt2": "layernorm", "gpt_neox": "layernorm"}.get(tiny64.arch.family, "rmsnorm")
     if tiny64.arch.family.startswith("gemma"):
         expected_kind = "rmsnorm_plus_one"
-    x = torch.randn(3, 5, tiny64.dims.d_model, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(3, 5, tiny64.dims.d_model, dtype=torch.float64, generator=torch.Generator().manual_seed(0)).to(tiny64.device)
     for norm in norms:
         assert norm.kind == expected_kind
         width = norm.module.weight.shape[-1]

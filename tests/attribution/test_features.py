@@ -23,7 +23,7 @@ from interp.attribution.faithfulness import default_sizes, faithfulness_curves
 from interp.sae import SAE, SAEConfig, TopKConfig
 from interp.tasks import get_metric, ioi_task
 
-from tests.conftest import no_hooks_left
+from tests.conftest import DEVICE, no_hooks_left
 
 SITES = ("blocks.0.hook_resid_post", "blocks.1.hook_mlp_out")
 
@@ -194,7 +194,7 @@ def test_cli_runs_a_feature_circuit_config(tmp_path) -> None:
     config = tmp_path / "circuit.yaml"
     config.write_text(
         "kind: feature_circuit\nmodel: tiny-llama\ntask: {kind: ioi, n: 3, seed: 1}\n"
-        f"saes: [{dirs[0]}, {dirs[1]}]\nmethods: [atp, relp, ig]\nexact_top: 5\nsizes: [0, 3, 34]\nig: {{steps: 2}}\n"
+        f"saes: [{dirs[0]}, {dirs[1]}]\nmethods: [atp, relp, ig]\nexact_top: 5\nsizes: [0, 3, 34]\nig: {{steps: 2}}\ndevice: {DEVICE}\n"
     )
     app = typer.Typer()
     app.command()(attribute)
@@ -235,3 +235,24 @@ def test_nodes_only_where_asked(setup) -> None:
     some = feature_attribution(model, task, saes, "atp", replacement="mean", skip_first=2)
     every = feature_attribution(model, task, saes, "atp", replacement="mean")
     assert some.effects.abs().max() > 0 and not torch.allclose(some.effects, every.effects)
+
+
+def test_results_come_back_on_cpu_from_a_model_on_any_device(setup) -> None:
+    """On ``INTERP_TEST_DEVICE`` (CUDA in the GPU run): effects are CPU tensors equal to the CPU model's,
+    and a ranking made from them drives the faithfulness curves (CPU masks indexed by it)."""
+    cpu_model, task, cpu_saes = setup
+    model = interp.load_model("tiny-llama", dtype=torch.float64, device=DEVICE)
+    saes = [SAE.create(sae.config, seed=i).to(DEVICE) for i, sae in enumerate(cpu_saes)]
+    for method in ("atp", "ig"):
+        here = feature_attribution(model, task, saes, method, steps=2)
+        reference = feature_attribution(cpu_model, task, cpu_saes, method, steps=2)
+        assert here.effects.device.type == "cpu" and here.base_metric.device.type == "cpu"
+        torch.testing.assert_close(here.effects, reference.effects, rtol=1e-7, atol=1e-9)
+    exact = exact_feature_effects(model, task, saes, [0, 24])
+    assert exact.effects.device.type == "cpu" and exact.base_metric.device.type == "cpu"
+    ranking = here.ranking()
+    curves = faithfulness_curves(model, task, saes, {"ig": ranking, "on device": ranking.to(DEVICE)}, sizes=[0, 7, 50])
+    table = curves.table.set_index(["method", "nodes"])
+    assert table.loc[("ig", 50), "faithfulness"] == pytest.approx(1.0, abs=1e-9)
+    assert table.loc["ig"].equals(table.loc["on device"])
+    assert no_hooks_left(model)

@@ -9,6 +9,7 @@ from interp.concepts import Sensitivities, Target, TokenSelector, read_layers
 from interp.concepts.gcav import gcav, straight_through_tcav
 from interp.concepts.nmf import nmf_concepts, prediction_fidelity, top_examples
 from interp.vectors import LayerVectors
+from tests.conftest import DEVICE
 
 
 def test_gcav_aligns_noisy_layer_cavs_and_keeps_them_close() -> None:
@@ -68,6 +69,27 @@ def test_nmf_finds_planted_parts_and_reconstructs() -> None:
     table = top_examples(concepts, [f"p{i}" for i in range(200)], top=2)
     assert len(table) == 6 and (table.groupby("component").weight.diff().dropna() <= 0).all()
     torch.testing.assert_close(concepts.reconstruct(acts[:5]), acts[:5], atol=0.05, rtol=0)
+
+
+def test_nmf_and_gcav_take_inputs_on_the_model_device() -> None:
+    """On ``INTERP_TEST_DEVICE`` (CUDA in the GPU run): both factorise on CPU, so activations, CAVs and
+    gradients on the model's device give the CPU results exactly."""
+    gen = torch.Generator().manual_seed(1)
+    acts = torch.rand(40, 12, generator=gen, dtype=torch.float64)
+    cpu = nmf_concepts(acts, "blocks.0.hook_resid_post", n_components=3, seed=0)
+    here = nmf_concepts(acts.to(DEVICE), "blocks.0.hook_resid_post", n_components=3, seed=0)
+    assert torch.equal(here.components, cpu.components) and here.r2 == cpu.r2
+    assert torch.equal(here.reconstruct(acts[:4].to(DEVICE)), cpu.reconstruct(acts[:4]))
+    layers = (0, 1, 2)
+    sets = [torch.randn(3, 8, generator=gen) for _ in range(3)]
+    grads = torch.randn(3, 10, 8, generator=gen, dtype=torch.float64)
+
+    def run(device: str):
+        concept, *negatives = [LayerVectors("resid_post", layers, v.to(device), "x") for v in sets]
+        sens = Sensitivities("resid_post", layers, grads.to(device), torch.zeros(10))
+        return gcav({"c": concept}, negatives, sens, dim=4, steps=5, fusion_steps=5)
+
+    assert run(DEVICE).table.equals(run("cpu").table)
 
 
 def test_prediction_fidelity_is_exact_for_an_exact_reconstruction() -> None:

@@ -56,7 +56,7 @@ def naive_values(model: interp.Model, task, cells: list[tuple[Cell, ...]], direc
                 patches.append(MaskedPatch(site=cell.site, source=cache[cell.site], mask=mask))
         logits = model.run(base, [*base_interventions, *patches])
         rows.append(metric(logits[:, -1], task))
-    return torch.stack(rows).T
+    return torch.stack(rows).T.cpu()  # results are CPU tensors whatever the model's device
 
 
 @pytest.mark.parametrize("direction", ["denoising", "noising"])

@@ -217,3 +217,11 @@ def test_top_afa_without_b_enc_loads_with_a_warning(tmp_path: Path) -> None:
     with pytest.warns(UserWarning, match="has no b_enc; top_afa does not use an encoder bias"):
         sae = sae_pkg.load(path)
     assert torch.equal(sae.b_enc, torch.zeros(48))
+
+
+def test_an_sae_on_another_device_than_its_input_is_refused_with_the_fix() -> None:
+    from interp.errors import InvalidArgumentError
+
+    sae = SAE.create(SAEConfig(d_in=8, d_sae=16, activation=TopKConfig(k=2)), seed=0).to("meta")
+    with pytest.raises(InvalidArgumentError, match=r"SAE is on meta but its input is on cpu; .*sae.to\(model.device\)"):
+        sae.encode(torch.zeros(3, 8))

@@ -10,6 +10,7 @@ from interp.errors import InvalidArgumentError
 from interp.runs import RunStore
 from interp.sae import SAE, SAEConfig, TopKConfig, feature_stats
 from interp.sae.features import HIST_BINS, logit_effects, sample_keys, save_features
+from tests.conftest import DEVICE
 
 SITE = "blocks.1.hook_resid_post"
 
@@ -163,6 +164,20 @@ def test_interval_sample_is_fixed_by_the_seed_and_not_by_the_batching(model):
         assert torch.allclose(first[key], again[key], atol=1e-6), key
     assert not torch.equal(first["interval_rows"], other["interval_rows"])
     assert torch.equal(first["interval_counts"], other["interval_counts"])
+
+
+def test_batches_and_sae_on_the_model_device_give_cpu_statistics(model):
+    """On ``INTERP_TEST_DEVICE`` (CUDA in the GPU run): the SAE and every batch tensor on that device,
+    the statistics on CPU and equal to those of the CPU run (up to the encoder's rounding)."""
+    sae, acts, ids, keep = _interval_setup(model)
+    settings = {"top_k": 2, "context": 1, "n_logits": 2, "intervals": 3, "per_interval": 2}
+    here = feature_stats(SAE.create(sae.config, seed=3).eval().to(DEVICE), model,
+                         _split(acts.to(DEVICE), ids.to(DEVICE), keep.to(DEVICE), 4), **settings).tensors()
+    reference = feature_stats(sae, model, _split(acts, ids, keep, 4), **settings).tensors()
+    assert {tensor.device.type for tensor in here.values()} == {"cpu"}
+    torch.testing.assert_close(here["top_values"], reference["top_values"], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(here["density"], reference["density"])
+    assert torch.equal(here["interval_counts"].sum(1), reference["interval_counts"].sum(1))
 
 
 def test_interval_examples_need_batches_that_can_be_read_twice(model):

@@ -7,7 +7,7 @@ import torch
 
 import interp
 from interp.steering import DACProperty, dac_deltas, dac_generate
-from interp.steering.dac import union_kl
+from interp.steering.dac import reached_mean, union_kl
 from tests.steering.conftest import NAMES, PROMPTS
 
 STEPS = 5
@@ -71,3 +71,15 @@ def test_union_kl_renormalises_over_the_top_p_union() -> None:
     kl = union_kl(orig, steered, 0.5)  # top-p 0.5 keeps token 0 of orig and token 2 of steered
     p, q = orig[0, [0, 2]].double().log_softmax(-1), steered[0, [0, 2]].double().log_softmax(-1)
     assert kl.item() == pytest.approx(float((p.exp() * (p - q)).sum()), rel=1e-9)
+
+
+def test_step_means_count_only_rows_that_reached_the_step() -> None:
+    stacked = torch.randn(3, 4, 2, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    lengths = torch.tensor([1, 3, 2])
+    naive = torch.stack([
+        torch.stack([stacked[row, step] for row in range(3) if lengths[row] > step]).mean(dim=0) for step in range(3)
+    ])
+    torch.testing.assert_close(reached_mean(stacked, lengths), naive, rtol=1e-12, atol=1e-12)
+    # a model's activations on another device than the generation's lengths: every operation stays on
+    # the activations' device (the meta device refuses any CPU operand, as CUDA does)
+    assert reached_mean(stacked.to("meta"), lengths).shape == (3, 2, 5)

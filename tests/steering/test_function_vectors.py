@@ -82,7 +82,7 @@ def _naive_cie(model: interp.Model, prompts, means: torch.Tensor) -> torch.Tenso
     """One full forward per (layer, head): the head's last-token activation set to its mean."""
     def prob(interventions):
         logits = model.run(prompts.prompts, interventions)[:, -1].double()
-        return logits.softmax(-1).gather(-1, prompts.answer_ids.unsqueeze(-1)).squeeze(-1)
+        return logits.softmax(-1).gather(-1, prompts.answer_ids.to(logits.device).unsqueeze(-1)).squeeze(-1)
 
     base = prob([])
     out = torch.zeros(model.dims.n_layers, model.dims.n_heads, len(prompts), dtype=torch.float64)
@@ -113,7 +113,7 @@ def test_mean_head_activations_are_the_plain_mean(tiny64: interp.Model) -> None:
     for prompt in clean.prompts:  # one prompt at a time: no padding at all
         _, cache = tiny64.run_with_cache(prompt, sites=sites)
         rows.append(torch.stack([cache[site][0, -1] for site in sites]))
-    torch.testing.assert_close(means, torch.stack(rows).mean(0), rtol=0, atol=1e-12)
+    torch.testing.assert_close(means, torch.stack(rows).mean(0).cpu(), rtol=0, atol=1e-12)
 
 
 def _zero_head_output(model: interp.Model, layer: int, head: int) -> None:
