@@ -18,7 +18,7 @@ TABLES = ("scores", "tests", "examples", "steer", "gcav", "gcav_variance", "nmf_
 
 
 class Interrupted(Exception):
-    pass
+    """Raised inside a stage to stop a run part-way, as a killed process would."""
 
 
 def counting(monkeypatch: pytest.MonkeyPatch, calls: dict[str, int], name: str) -> None:
